@@ -1,0 +1,20 @@
+//! The subcommands, one file each; this is the binary's edge, where errors become exit codes.
+
+mod check_parsers;
+mod demo;
+mod migrate;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use crate::cli::Command;
+use crate::config::Config;
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve::run(config, args).await,
+        Command::Migrate(args) => migrate::run(config, args).await,
+        Command::Demo(args) => demo::run(config, args).await,
+        Command::CheckParsers(args) => check_parsers::run(config, args),
+    }
+}

@@ -1,0 +1,98 @@
+//! `mqtt-supervisor serve`: migrate, then run the supervisor, the pipeline writer, the jobs and the
+//! HTTP server until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::parsers::Registry;
+use crate::pipeline::spawn_writer;
+use crate::state::{AppState, ParserStore};
+use crate::supervisor::SupervisorHandle;
+use crate::ws::Hub;
+use crate::{api, db, jobs, shutdown, supervisor, telemetry};
+
+pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if !config.auth_enabled() && !args.insecure_no_auth {
+        eprintln!(
+            "mqtt-supervisor: no admin token: set SUPERVISOR_ADMIN_TOKEN (or api.admin_token), or pass --insecure-no-auth to serve without authentication"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let _telemetry = telemetry::init(&config)?;
+    let token = CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+    let listener = tokio::net::TcpListener::bind(config.http.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.addr / SUPERVISOR_HTTP_ADDR)", config.http.addr))?;
+    let state = start(config, token).await?;
+    serve_http(state, listener).await
+}
+
+/// Opens the database, applies migrations, loads parsers and builds the shared state.
+pub async fn start(config: Config, token: CancellationToken) -> anyhow::Result<AppState> {
+    if !config.auth_enabled() {
+        tracing::warn!("serving WITHOUT authentication (--insecure-no-auth): anyone who reaches the port can change connections");
+    }
+    let connection = db::connect(&config.database.url, config.database.max_connections).await?;
+    db::migrate_up(&connection).await?;
+    let registry = match Registry::load(&config.pipeline.parsers_dir) {
+        Ok(registry) => registry,
+        Err(errors) => {
+            for error in &errors {
+                tracing::error!(target: telemetry::PARSING_TARGET, "parser not loaded: {error}");
+            }
+            tracing::error!(target: telemetry::PARSING_TARGET, "starting with the built-in parsers only; run `mqtt-supervisor check-parsers` for details");
+            Registry::builtin()
+        }
+    };
+    Ok(AppState {
+        config: Arc::new(config),
+        db: connection,
+        parsers: ParserStore::new(registry),
+        hub: Hub::new(1024),
+        supervisor: SupervisorHandle::default(),
+        metrics: Arc::new(Metrics::new()),
+        shutdown: token,
+    })
+}
+
+/// Runs every task until the shutdown token fires, then drains them in order: HTTP stops
+/// accepting, clients disconnect, the writer commits what it holds.
+pub async fn serve_http(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<ExitCode> {
+    let (writer, writer_task) = spawn_writer(state.clone());
+    let supervisor_task = tokio::spawn(supervisor::run(state.clone(), writer));
+    let scheduler = jobs::start(state.clone()).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "HTTP API and Devices page listening");
+    println!("listening on http://{address}");
+    let token = state.shutdown.clone();
+    let router = api::router(state.clone());
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(token.clone().cancelled_owned());
+    if let Err(error) = server.await {
+        tracing::error!(%error, "HTTP server failed");
+        token.cancel();
+    }
+    token.cancel();
+    let drained = tokio::time::timeout(Duration::from_secs(15), async {
+        let _ = supervisor_task.await;
+        let _ = writer_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("tasks did not finish within 15 s of shutdown");
+    }
+    jobs::stop(scheduler).await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,266 @@
+//! One live MQTT client per active connection: connect, subscribe to the site's filters, hand
+//! every message to the pipeline, reconnect with backoff, report every status change.
+
+mod ack;
+mod backoff;
+mod settings;
+mod status;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, Packet, QoS, SubscribeFilter,
+    SubscribeReasonCode,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use ack::Ack;
+pub use backoff::reconnect_delay;
+pub use settings::{ConnectionSettings, SettingsError};
+pub use status::{ConnectionStatus, StatusReporter};
+
+use crate::pipeline::{prepare, Limits, SiteRoutes, WriterHandle};
+use crate::state::AppState;
+use crate::telemetry::CONNECTION_TARGET;
+
+/// The supervisor's grip on a running client.
+pub struct ClientHandle {
+    pub cancel: CancellationToken,
+    pub task: JoinHandle<()>,
+    pub routes: watch::Sender<Arc<SiteRoutes>>,
+}
+
+pub fn spawn(
+    state: AppState,
+    writer: WriterHandle,
+    site_id: i32,
+    settings: ConnectionSettings,
+    routes: Arc<SiteRoutes>,
+    parent: &CancellationToken,
+) -> ClientHandle {
+    let cancel = parent.child_token();
+    let (routes_sender, routes_receiver) = watch::channel(routes);
+    let task = tokio::spawn(run(
+        state,
+        writer,
+        site_id,
+        settings,
+        routes_receiver,
+        cancel.clone(),
+    ));
+    ClientHandle {
+        cancel,
+        task,
+        routes: routes_sender,
+    }
+}
+
+fn to_qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
+/// A refused login will not fix itself by retrying quickly; everything else might.
+fn classify(error: &ConnectionError) -> (ConnectionStatus, String) {
+    match error {
+        ConnectionError::ConnectionRefused(code) => {
+            let reason = match code {
+                ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                ConnectReturnCode::NotAuthorized => "not authorised",
+                ConnectReturnCode::BadClientId => "client id rejected",
+                ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
+                ConnectReturnCode::ServiceUnavailable => "service unavailable",
+                ConnectReturnCode::Success => "refused",
+            };
+            (
+                ConnectionStatus::Error,
+                format!("broker refused the connection: {reason}"),
+            )
+        }
+        other => (ConnectionStatus::Reconnecting, other.to_string()),
+    }
+}
+
+async fn run(
+    state: AppState,
+    writer: WriterHandle,
+    site_id: i32,
+    settings: ConnectionSettings,
+    mut routes: watch::Receiver<Arc<SiteRoutes>>,
+    cancel: CancellationToken,
+) {
+    let mut reporter = StatusReporter::new(state.clone(), site_id, settings.connection_id);
+    reporter.report(ConnectionStatus::Connecting, None).await;
+    let options = match settings.mqtt_options(state.config.supervisor.inflight) {
+        Ok(options) => options,
+        Err(error) => {
+            reporter
+                .report(ConnectionStatus::Error, Some(error.to_string()))
+                .await;
+            cancel.cancelled().await;
+            reporter.report(ConnectionStatus::Stopped, None).await;
+            return;
+        }
+    };
+    let capacity = usize::from(state.config.supervisor.inflight).max(64) * 2;
+    let (client, mut event_loop) = AsyncClient::new(options, capacity);
+    let limits = Limits {
+        max_payload_bytes: state.config.pipeline.max_payload_bytes,
+        sample_bytes: state.config.pipeline.sample_bytes,
+    };
+    let initial_backoff = Duration::from_millis(state.config.supervisor.backoff_initial_ms);
+    let max_backoff = Duration::from_secs(state.config.supervisor.backoff_max_secs);
+    // Bumped on every new session so acks meant for an earlier session are dropped: the broker
+    // redelivers those messages and they are acknowledged when their copy commits.
+    let generation = Arc::new(AtomicU64::new(0));
+    let mut attempt: u32 = 0;
+    let mut connected = false;
+    let mut subscribed: BTreeMap<String, u8> = BTreeMap::new();
+    let mut current_routes = routes.borrow_and_update().clone();
+    report_invalid_patterns(site_id, &current_routes);
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            changed = routes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                current_routes = routes.borrow_and_update().clone();
+                report_invalid_patterns(site_id, &current_routes);
+                if connected {
+                    resubscribe(&client, site_id, &current_routes, &mut subscribed);
+                }
+            }
+            event = event_loop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    attempt = 0;
+                    connected = true;
+                    generation.fetch_add(1, Ordering::SeqCst);
+                    reporter.report(ConnectionStatus::Connected, None).await;
+                    // A persistent session may already hold the subscriptions, but the patterns
+                    // may have changed while we were away: subscribe to the full set again.
+                    subscribed.clear();
+                    resubscribe(&client, site_id, &current_routes, &mut subscribed);
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let received_at = Utc::now();
+                    state.metrics.record_received(site_id);
+                    let registry = state.parsers.current();
+                    let mut prepared = prepare(
+                        site_id,
+                        publish.topic.clone(),
+                        publish.payload.to_vec(),
+                        received_at,
+                        &current_routes,
+                        &registry,
+                        &limits,
+                    );
+                    if publish.qos != QoS::AtMostOnce {
+                        prepared.ack = Some(Ack::new(
+                            client.clone(),
+                            publish,
+                            generation.clone(),
+                        ));
+                    }
+                    if writer.send(prepared).await.is_err() {
+                        // The writer is gone only during shutdown; unacknowledged messages stay
+                        // with the broker.
+                        break;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                    let failures = suback
+                        .return_codes
+                        .iter()
+                        .filter(|code| matches!(code, SubscribeReasonCode::Failure))
+                        .count();
+                    if failures > 0 {
+                        tracing::warn!(target: CONNECTION_TARGET, site_id, failures, "the broker refused some subscriptions (check its ACL)");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    connected = false;
+                    let (status, message) = classify(&error);
+                    state.metrics.reconnects.get_or_create(&crate::metrics::SiteLabels { site: site_id.to_string() }).inc();
+                    let delay = if status == ConnectionStatus::Error {
+                        reconnect_delay(u32::MAX, initial_backoff, max_backoff, rand::rng().random())
+                    } else {
+                        reconnect_delay(attempt, initial_backoff, max_backoff, rand::rng().random())
+                    };
+                    attempt = attempt.saturating_add(1);
+                    reporter.report(status, Some(message)).await;
+                    state.supervisor.set_retry(site_id, attempt, delay);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    if connected {
+        // Best effort: tell the broker we leave on purpose, so it does not publish our will.
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Ok(event) = event_loop.poll().await {
+                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    reporter.report(ConnectionStatus::Stopped, None).await;
+}
+
+fn report_invalid_patterns(site_id: i32, routes: &SiteRoutes) {
+    for (topic_id, problem) in &routes.invalid {
+        tracing::warn!(target: CONNECTION_TARGET, site_id, topic_id, "skipping invalid topic pattern {problem}");
+    }
+}
+
+/// Brings the broker's subscriptions in line with the site's filters.
+fn resubscribe(
+    client: &AsyncClient,
+    site_id: i32,
+    routes: &SiteRoutes,
+    subscribed: &mut BTreeMap<String, u8>,
+) {
+    let wanted: BTreeMap<String, u8> = routes.filters.iter().cloned().collect();
+    let added: Vec<SubscribeFilter> = wanted
+        .iter()
+        .filter(|(filter, qos)| subscribed.get(*filter) != Some(qos))
+        .map(|(filter, qos)| SubscribeFilter::new(filter.clone(), to_qos(*qos)))
+        .collect();
+    let removed: Vec<String> = subscribed
+        .keys()
+        .filter(|filter| !wanted.contains_key(*filter))
+        .cloned()
+        .collect();
+    if !added.is_empty() {
+        if let Err(error) = client.try_subscribe_many(added) {
+            tracing::warn!(target: CONNECTION_TARGET, site_id, %error, "cannot queue the subscription");
+            return;
+        }
+    }
+    for filter in removed {
+        if let Err(error) = client.try_unsubscribe(filter.clone()) {
+            tracing::warn!(target: CONNECTION_TARGET, site_id, %error, filter, "cannot queue the unsubscription");
+        }
+    }
+    *subscribed = wanted;
+}

@@ -1,0 +1,230 @@
+//! Connection status transitions and where they are told: the database row, the connection log,
+//! `mqtt_conn.log`, the WebSocket, metrics and (through error-level events) Sentry.
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde::Serialize;
+
+use crate::entity::{mqtt_connection, mqtt_connection_log};
+use crate::metrics::StatusLabels;
+use crate::state::AppState;
+use crate::supervisor::LiveConnection;
+use crate::telemetry::CONNECTION_TARGET;
+use crate::ws::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionStatus {
+    Stopped,
+    Connecting,
+    Connected,
+    Reconnecting,
+    Error,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Stopped => "stopped",
+            ConnectionStatus::Connecting => "connecting",
+            ConnectionStatus::Connected => "connected",
+            ConnectionStatus::Reconnecting => "reconnecting",
+            ConnectionStatus::Error => "error",
+        }
+    }
+
+    pub const ALL: [ConnectionStatus; 5] = [
+        ConnectionStatus::Stopped,
+        ConnectionStatus::Connecting,
+        ConnectionStatus::Connected,
+        ConnectionStatus::Reconnecting,
+        ConnectionStatus::Error,
+    ];
+}
+
+/// What to write for a new report, given the previous one: identical reports are collapsed so a
+/// broker that refuses us every minute for a week leaves a handful of rows, not ten thousand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportDecision {
+    /// Same status and error as last time: count it, write nothing.
+    Repeat,
+    /// A real transition; `repeated` is how often the previous state repeated unseen.
+    Write { repeated: u32 },
+}
+
+pub fn decide(
+    previous: Option<&(ConnectionStatus, Option<String>)>,
+    next: &(ConnectionStatus, Option<String>),
+    repeats_so_far: u32,
+) -> ReportDecision {
+    match previous {
+        Some(previous) if previous == next => ReportDecision::Repeat,
+        _ => ReportDecision::Write {
+            repeated: repeats_so_far,
+        },
+    }
+}
+
+/// One per connection task.
+pub struct StatusReporter {
+    state: AppState,
+    site_id: i32,
+    connection_id: i32,
+    last: Option<(ConnectionStatus, Option<String>)>,
+    repeats: u32,
+}
+
+impl StatusReporter {
+    pub fn new(state: AppState, site_id: i32, connection_id: i32) -> StatusReporter {
+        StatusReporter {
+            state,
+            site_id,
+            connection_id,
+            last: None,
+            repeats: 0,
+        }
+    }
+
+    pub fn current(&self) -> Option<ConnectionStatus> {
+        self.last.as_ref().map(|(status, _)| *status)
+    }
+
+    pub async fn report(&mut self, status: ConnectionStatus, error: Option<String>) {
+        let next = (status, error);
+        match decide(self.last.as_ref(), &next, self.repeats) {
+            ReportDecision::Repeat => {
+                self.repeats += 1;
+                return;
+            }
+            ReportDecision::Write { repeated } => {
+                self.repeats = 0;
+                let previous = self.last.replace(next.clone());
+                self.write(previous.map(|(status, _)| status), next, repeated)
+                    .await;
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        previous: Option<ConnectionStatus>,
+        (status, error): (ConnectionStatus, Option<String>),
+        repeated: u32,
+    ) {
+        let site_id = self.site_id;
+        let connection_id = self.connection_id;
+        let mut message = match &error {
+            Some(error) => format!("{}: {error}", status.as_str()),
+            None => status.as_str().to_string(),
+        };
+        if repeated > 0 {
+            message.push_str(&format!(" (previous state repeated {repeated} more times)"));
+        }
+        match status {
+            ConnectionStatus::Error => {
+                tracing::error!(target: CONNECTION_TARGET, site_id, connection_id, status = status.as_str(), "{message}")
+            }
+            ConnectionStatus::Reconnecting => {
+                tracing::warn!(target: CONNECTION_TARGET, site_id, connection_id, status = status.as_str(), "{message}")
+            }
+            _ => {
+                tracing::info!(target: CONNECTION_TARGET, site_id, connection_id, status = status.as_str(), "{message}")
+            }
+        }
+
+        let metrics = &self.state.metrics;
+        if let Some(previous) = previous {
+            metrics
+                .connections
+                .get_or_create(&StatusLabels {
+                    status: previous.as_str().into(),
+                })
+                .dec();
+        }
+        if status != ConnectionStatus::Stopped {
+            metrics
+                .connections
+                .get_or_create(&StatusLabels {
+                    status: status.as_str().into(),
+                })
+                .inc();
+        }
+        if status == ConnectionStatus::Stopped {
+            self.state.supervisor.forget(site_id);
+        } else {
+            self.state.supervisor.set_live(LiveConnection {
+                site_id,
+                connection_id,
+                status,
+                last_error: error.clone(),
+                since: Utc::now(),
+                reconnect_attempts: 0,
+                retry_in_ms: None,
+            });
+        }
+
+        let now = Utc::now();
+        let mut update = mqtt_connection::Entity::update_many()
+            .col_expr(mqtt_connection::Column::Status, Expr::value(status.as_str()))
+            .col_expr(mqtt_connection::Column::LastError, Expr::value(error.clone()))
+            .filter(mqtt_connection::Column::Id.eq(connection_id));
+        if status == ConnectionStatus::Connected {
+            update = update.col_expr(mqtt_connection::Column::ConnectedAt, Expr::value(now));
+        }
+        if let Err(db_error) = update.exec(&self.state.db).await {
+            tracing::warn!(target: CONNECTION_TARGET, site_id, %db_error, "cannot store the connection status");
+        }
+        let log = mqtt_connection_log::ActiveModel {
+            site_id: Set(site_id),
+            event: Set(status.as_str().to_string()),
+            message: Set(message),
+            created_at: Set(now),
+            ..Default::default()
+        };
+        if let Err(db_error) = log.insert(&self.state.db).await {
+            tracing::warn!(target: CONNECTION_TARGET, site_id, %db_error, "cannot store the connection log row");
+        }
+
+        self.state.hub.send(&Event::ConnectionStatus {
+            site_id,
+            status: status.as_str().to_string(),
+            last_error: error,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_reports_collapse() {
+        let refused = (ConnectionStatus::Error, Some("bad password".to_string()));
+        assert_eq!(decide(Some(&refused), &refused, 3), ReportDecision::Repeat);
+    }
+
+    #[test]
+    fn a_transition_carries_the_repeat_count() {
+        let refused = (ConnectionStatus::Error, Some("bad password".to_string()));
+        let connected = (ConnectionStatus::Connected, None);
+        assert_eq!(
+            decide(Some(&refused), &connected, 41),
+            ReportDecision::Write { repeated: 41 }
+        );
+        assert_eq!(
+            decide(None, &connected, 0),
+            ReportDecision::Write { repeated: 0 }
+        );
+    }
+
+    #[test]
+    fn a_different_error_is_a_transition() {
+        let first = (ConnectionStatus::Reconnecting, Some("refused".to_string()));
+        let second = (ConnectionStatus::Reconnecting, Some("timeout".to_string()));
+        assert!(matches!(
+            decide(Some(&first), &second, 0),
+            ReportDecision::Write { .. }
+        ));
+    }
+}

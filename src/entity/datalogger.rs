@@ -1,0 +1,22 @@
+//! A datalogger behind a gateway; it owns the sensors.
+
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "datalogger")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    pub gateway_id: i32,
+    pub identifier: String,
+    pub last_seen: Option<DateTimeUtc>,
+    pub is_online: bool,
+    pub metadata: Option<Json>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

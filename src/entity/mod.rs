@@ -1,0 +1,12 @@
+//! sea-orm entities: one file per table of the schema in `migration/`.
+
+pub mod datalogger;
+pub mod discovered_topic;
+pub mod gateway;
+pub mod mqtt_connection;
+pub mod mqtt_connection_log;
+pub mod mqtt_parsing_log;
+pub mod mqtt_topic;
+pub mod sensor;
+pub mod sensor_reading;
+pub mod site;

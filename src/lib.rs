@@ -1,0 +1,22 @@
+//! mqtt-supervisor: keeps a fleet of MQTT broker connections in line with a database, turns what
+//! devices publish into a live model of sites, gateways, dataloggers and sensors, and serves it
+//! over a REST API, a WebSocket and the Devices page.
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod db;
+pub mod entity;
+pub mod jobs;
+pub mod metrics;
+pub mod parsers;
+pub mod pipeline;
+pub mod shutdown;
+pub mod state;
+pub mod supervisor;
+pub mod telemetry;
+pub mod ws;
+
+pub use commands::run;

@@ -1,0 +1,13 @@
+//! The message pipeline: discover → route → parse (in the connection task, pure) → persist in
+//! batches → acknowledge to the broker → notify browsers (in the writer task).
+
+pub mod discover;
+pub mod notify;
+pub mod persist;
+pub mod prepare;
+pub mod replay;
+pub mod route;
+pub mod writer;
+
+pub use prepare::{prepare, Limits, Outcome, Prepared, SiteRoutes};
+pub use writer::{spawn_writer, WriterHandle};

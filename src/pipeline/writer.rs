@@ -1,0 +1,172 @@
+//! The writer task: gathers prepared messages into batches, commits each batch (retrying while the
+//! database is away), then acknowledges the batch's messages to their brokers and tells browsers.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::notify::events;
+use super::persist::persist;
+use super::{Outcome, Prepared};
+use crate::state::AppState;
+use crate::telemetry::PARSING_TARGET;
+
+/// Topics remembered as stored, so discovery needs no lookup for them; bounded so a flood of
+/// unique topics cannot grow memory without end.
+const KNOWN_TOPICS_LIMIT: usize = 200_000;
+
+#[derive(Clone)]
+pub struct WriterHandle {
+    sender: mpsc::Sender<Prepared>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the writer has stopped")]
+pub struct WriterStopped;
+
+impl WriterHandle {
+    /// Waits while the queue is full: that back-pressure is what keeps the broker holding
+    /// messages instead of this process when the database is slow or away.
+    pub async fn send(&self, message: Prepared) -> Result<(), WriterStopped> {
+        self.sender.send(message).await.map_err(|_| WriterStopped)
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
+    }
+}
+
+pub fn spawn_writer(state: AppState) -> (WriterHandle, JoinHandle<()>) {
+    let capacity = state.config.pipeline.batch_max_messages * 4;
+    let (sender, receiver) = mpsc::channel(capacity);
+    let task = tokio::spawn(run(state, receiver));
+    (WriterHandle { sender }, task)
+}
+
+async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
+    let max_messages = state.config.pipeline.batch_max_messages;
+    let linger = Duration::from_millis(state.config.pipeline.batch_linger_ms);
+    let mut known_topics: HashSet<(i32, String)> = HashSet::new();
+    loop {
+        let first = tokio::select! {
+            message = receiver.recv() => message,
+            _ = state.shutdown.cancelled() => {
+                // Store what is already queued; its senders are stopping too.
+                receiver.close();
+                receiver.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        let mut batch = Vec::with_capacity(max_messages);
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max_messages {
+            match receiver.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                        Ok(Some(message)) => batch.push(message),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
+        state
+            .metrics
+            .pipeline_queue_depth
+            .set(receiver.len() as i64);
+        if !commit_with_retry(&state, &batch, &mut known_topics).await {
+            // Shutting down with the database away: leave the messages unacknowledged so the
+            // broker delivers them again after restart.
+            break;
+        }
+    }
+}
+
+/// Returns false only when shutdown interrupted the retries.
+async fn commit_with_retry(
+    state: &AppState,
+    batch: &[Prepared],
+    known_topics: &mut HashSet<(i32, String)>,
+) -> bool {
+    let mut delay = Duration::from_millis(100);
+    let committed = loop {
+        let started = Instant::now();
+        match persist(
+            &state.db,
+            batch,
+            state.config.pipeline.sample_bytes,
+            Some(known_topics),
+        )
+        .await
+        {
+            Ok(committed) => {
+                state
+                    .metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                break committed;
+            }
+            Err(error) => {
+                state.metrics.commit_failures.inc();
+                tracing::error!(
+                    target: PARSING_TARGET,
+                    %error,
+                    messages = batch.len(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot store a batch; holding its acknowledgements and retrying"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = state.shutdown.cancelled() => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    state.metrics.batch_messages.observe(batch.len() as f64);
+    if known_topics.len() > KNOWN_TOPICS_LIMIT {
+        known_topics.clear();
+    }
+    for message in batch {
+        known_topics.insert((message.site_id, message.topic.clone()));
+    }
+    let batch_events = events(batch, &committed.sensor_ids, &committed.new_topics);
+    for message in batch {
+        let parser = message.parser().unwrap_or("");
+        match &message.outcome {
+            Outcome::Parsed(_) => {
+                state
+                    .metrics
+                    .record_committed(message.site_id, parser, true, message.received_at)
+            }
+            Outcome::Failed { error } => {
+                state
+                    .metrics
+                    .record_committed(message.site_id, parser, false, message.received_at);
+                tracing::warn!(
+                    target: PARSING_TARGET,
+                    site_id = message.site_id,
+                    topic = %message.topic,
+                    parser,
+                    payload_bytes = message.payload.len(),
+                    "payload kept in the parsing log: {error}"
+                );
+            }
+            Outcome::Unrouted => {}
+        }
+    }
+    // Acknowledge only now: the rows are durable.
+    for message in batch {
+        if let Some(ack) = &message.ack {
+            ack.send_ref().await;
+        }
+    }
+    for event in &batch_events {
+        state.hub.send(event);
+    }
+    true
+}

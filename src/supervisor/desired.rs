@@ -1,0 +1,81 @@
+//! Reading the desired state from the database: active connections of active sites and their
+//! active topic patterns.
+
+use std::collections::BTreeMap;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+
+use super::diff::{DesiredClient, TopicSpec};
+use crate::connection::ConnectionSettings;
+use crate::entity::{mqtt_connection, mqtt_topic, site};
+use crate::telemetry::CONNECTION_TARGET;
+
+pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient>, DbErr> {
+    let active_sites: Vec<i32> = site::Entity::find()
+        .filter(site::Column::IsActive.eq(true))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|site| site.id)
+        .collect();
+    let connections = mqtt_connection::Entity::find()
+        .filter(mqtt_connection::Column::IsActive.eq(true))
+        .filter(mqtt_connection::Column::SiteId.is_in(active_sites.iter().copied()))
+        .all(db)
+        .await?;
+    let topics = mqtt_topic::Entity::find()
+        .filter(mqtt_topic::Column::IsActive.eq(true))
+        .filter(mqtt_topic::Column::SiteId.is_in(connections.iter().map(|c| c.site_id)))
+        .order_by_asc(mqtt_topic::Column::Id)
+        .all(db)
+        .await?;
+    let mut topics_by_site: BTreeMap<i32, Vec<TopicSpec>> = BTreeMap::new();
+    for topic in topics {
+        topics_by_site.entry(topic.site_id).or_default().push(TopicSpec {
+            id: topic.id,
+            pattern: topic.pattern,
+            parser: topic.parser,
+            qos: u8::try_from(topic.qos.clamp(0, 2)).unwrap_or(1),
+            priority: topic.priority,
+        });
+    }
+    let mut desired = BTreeMap::new();
+    for row in connections {
+        match ConnectionSettings::from_row(&row) {
+            Ok(settings) => {
+                desired.insert(
+                    row.site_id,
+                    DesiredClient {
+                        site_id: row.site_id,
+                        settings,
+                        topics: topics_by_site.remove(&row.site_id).unwrap_or_default(),
+                    },
+                );
+            }
+            Err(error) => {
+                // Only a row edited straight in the database can get here; the API validates.
+                tracing::warn!(target: CONNECTION_TARGET, site_id = row.site_id, %error, "connection settings are invalid; not starting it");
+                if row.last_error.as_deref() != Some(error.to_string().as_str()) {
+                    mqtt_connection::Entity::update_many()
+                        .col_expr(mqtt_connection::Column::Status, Expr::value("error"))
+                        .col_expr(mqtt_connection::Column::LastError, Expr::value(error.to_string()))
+                        .filter(mqtt_connection::Column::Id.eq(row.id))
+                        .exec(db)
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(desired)
+}
+
+/// After a crash or kill the rows may still say `connected`; nothing runs yet, so say `stopped`.
+pub async fn reset_statuses(db: &DatabaseConnection) -> Result<(), DbErr> {
+    mqtt_connection::Entity::update_many()
+        .col_expr(mqtt_connection::Column::Status, Expr::value("stopped"))
+        .filter(mqtt_connection::Column::Status.ne("stopped"))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! The reconcile decision: desired clients (from the database) against running ones. Pure, so
+//! every case is unit-tested without a broker.
+
+use std::collections::BTreeMap;
+
+use crate::connection::ConnectionSettings;
+
+/// An active topic pattern as the client needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub id: i32,
+    pub pattern: String,
+    pub parser: String,
+    pub qos: u8,
+    pub priority: i32,
+}
+
+/// A client that should run: an active connection of an active site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredClient {
+    pub site_id: i32,
+    pub settings: ConnectionSettings,
+    /// Sorted by id, so equal sets compare equal.
+    pub topics: Vec<TopicSpec>,
+}
+
+/// What the supervisor knows of a running client.
+#[derive(Debug, Clone, Copy)]
+pub struct RunningView<'a> {
+    pub settings: &'a ConnectionSettings,
+    pub topics: &'a [TopicSpec],
+    /// The task ended on its own (it should not have): treat as crashed.
+    pub finished: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Start(i32),
+    Stop(i32),
+    /// New session settings (or a crashed task): stop the old client, start a new one.
+    Restart(i32),
+    /// Same session, new patterns: re-subscribe and swap the router.
+    UpdateTopics(i32),
+}
+
+pub fn plan(
+    desired: &BTreeMap<i32, DesiredClient>,
+    running: &BTreeMap<i32, RunningView<'_>>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (site_id, wanted) in desired {
+        match running.get(site_id) {
+            None => actions.push(Action::Start(*site_id)),
+            Some(view) if view.finished || *view.settings != wanted.settings => {
+                actions.push(Action::Restart(*site_id))
+            }
+            Some(view) if view.topics != wanted.topics.as_slice() => {
+                actions.push(Action::UpdateTopics(*site_id))
+            }
+            Some(_) => {}
+        }
+    }
+    for site_id in running.keys() {
+        if !desired.contains_key(site_id) {
+            actions.push(Action::Stop(*site_id));
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(site_id: i32) -> ConnectionSettings {
+        ConnectionSettings {
+            connection_id: site_id * 10,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            username: None,
+            password: None,
+            client_id: format!("client-{site_id}"),
+            use_tls: false,
+            ca_file: None,
+            keepalive_secs: 30,
+            clean_session: false,
+        }
+    }
+
+    fn topic(id: i32, pattern: &str) -> TopicSpec {
+        TopicSpec {
+            id,
+            pattern: pattern.into(),
+            parser: "flat_telemetry".into(),
+            qos: 1,
+            priority: 0,
+        }
+    }
+
+    fn desired(entries: Vec<(i32, ConnectionSettings, Vec<TopicSpec>)>) -> BTreeMap<i32, DesiredClient> {
+        entries
+            .into_iter()
+            .map(|(site_id, settings, topics)| {
+                (
+                    site_id,
+                    DesiredClient {
+                        site_id,
+                        settings,
+                        topics,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nothing_running_starts_everything_desired() {
+        let wanted = desired(vec![(1, settings(1), vec![]), (2, settings(2), vec![])]);
+        assert_eq!(
+            plan(&wanted, &BTreeMap::new()),
+            vec![Action::Start(1), Action::Start(2)]
+        );
+    }
+
+    #[test]
+    fn unwanted_clients_stop() {
+        let running_settings = settings(3);
+        let running = BTreeMap::from([(
+            3,
+            RunningView {
+                settings: &running_settings,
+                topics: &[],
+                finished: false,
+            },
+        )]);
+        assert_eq!(plan(&BTreeMap::new(), &running), vec![Action::Stop(3)]);
+    }
+
+    #[test]
+    fn unchanged_clients_are_left_alone() {
+        let topics = vec![topic(1, "a/#")];
+        let wanted = desired(vec![(1, settings(1), topics.clone())]);
+        let running_settings = settings(1);
+        let running = BTreeMap::from([(
+            1,
+            RunningView {
+                settings: &running_settings,
+                topics: &topics,
+                finished: false,
+            },
+        )]);
+        assert!(plan(&wanted, &running).is_empty());
+    }
+
+    #[test]
+    fn changed_session_settings_restart() {
+        for change in [
+            |s: &mut ConnectionSettings| s.host = "broker.example".into(),
+            |s: &mut ConnectionSettings| s.port = 8883,
+            |s: &mut ConnectionSettings| s.password = Some("new".into()),
+            |s: &mut ConnectionSettings| s.use_tls = true,
+            |s: &mut ConnectionSettings| s.client_id = "other".into(),
+            |s: &mut ConnectionSettings| s.keepalive_secs = 60,
+        ] {
+            let mut changed = settings(1);
+            change(&mut changed);
+            let wanted = desired(vec![(1, changed, vec![])]);
+            let running_settings = settings(1);
+            let running = BTreeMap::from([(
+                1,
+                RunningView {
+                    settings: &running_settings,
+                    topics: &[],
+                    finished: false,
+                },
+            )]);
+            assert_eq!(plan(&wanted, &running), vec![Action::Restart(1)]);
+        }
+    }
+
+    #[test]
+    fn changed_patterns_resubscribe_without_restart() {
+        let wanted = desired(vec![(1, settings(1), vec![topic(1, "a/#"), topic(2, "b/+")])]);
+        let running_settings = settings(1);
+        let running_topics = vec![topic(1, "a/#")];
+        let running = BTreeMap::from([(
+            1,
+            RunningView {
+                settings: &running_settings,
+                topics: &running_topics,
+                finished: false,
+            },
+        )]);
+        assert_eq!(plan(&wanted, &running), vec![Action::UpdateTopics(1)]);
+    }
+
+    #[test]
+    fn a_crashed_task_is_restarted() {
+        let wanted = desired(vec![(1, settings(1), vec![])]);
+        let running_settings = settings(1);
+        let running = BTreeMap::from([(
+            1,
+            RunningView {
+                settings: &running_settings,
+                topics: &[],
+                finished: true,
+            },
+        )]);
+        assert_eq!(plan(&wanted, &running), vec![Action::Restart(1)]);
+    }
+
+    #[test]
+    fn a_thousand_clients_plan_in_one_pass() {
+        let wanted = desired((0..1000).map(|site| (site, settings(site), vec![])).collect());
+        let running_settings: Vec<ConnectionSettings> = (500..1500).map(settings).collect();
+        let running: BTreeMap<i32, RunningView<'_>> = running_settings
+            .iter()
+            .enumerate()
+            .map(|(index, settings)| {
+                (
+                    500 + index as i32,
+                    RunningView {
+                        settings,
+                        topics: &[],
+                        finished: false,
+                    },
+                )
+            })
+            .collect();
+        let actions = plan(&wanted, &running);
+        assert_eq!(
+            actions.iter().filter(|a| matches!(a, Action::Start(_))).count(),
+            500
+        );
+        assert_eq!(
+            actions.iter().filter(|a| matches!(a, Action::Stop(_))).count(),
+            500
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The reconcile loop: keeps the running MQTT clients equal to the active connections in the
+//! database, every `reconcile_secs` and at once when woken by a change.
+
+mod desired;
+mod diff;
+mod handle;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use diff::{plan, Action, DesiredClient, RunningView, TopicSpec};
+pub use handle::{LiveConnection, SupervisorHandle};
+
+use crate::connection::{self, ClientHandle, ConnectionSettings};
+use crate::pipeline::{SiteRoutes, WriterHandle};
+use crate::state::AppState;
+use crate::telemetry::CONNECTION_TARGET;
+
+struct RunningClient {
+    settings: ConnectionSettings,
+    topics: Vec<TopicSpec>,
+    handle: ClientHandle,
+}
+
+/// Runs until the shutdown token fires, then stops every client and waits for them.
+pub async fn run(state: AppState, writer: WriterHandle) {
+    if let Err(error) = desired::reset_statuses(&state.db).await {
+        tracing::warn!(target: CONNECTION_TARGET, %error, "cannot reset stale connection statuses");
+    }
+    let mut running: BTreeMap<i32, RunningClient> = BTreeMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(state.config.supervisor.reconcile_secs));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+            _ = state.supervisor.woken() => {}
+        }
+        let started = Instant::now();
+        match reconcile(&state, &writer, &mut running).await {
+            Ok(actions) if actions > 0 => tracing::info!(
+                target: CONNECTION_TARGET,
+                actions,
+                running = running.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "reconciled"
+            ),
+            Ok(_) => tracing::debug!(
+                running = running.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "reconciled, nothing to do"
+            ),
+            Err(error) => {
+                tracing::warn!(target: CONNECTION_TARGET, %error, "reconcile pass failed; running clients are kept as they are")
+            }
+        }
+    }
+    stop_all(running).await;
+}
+
+/// One pass; returns how many actions it took.
+async fn reconcile(
+    state: &AppState,
+    writer: &WriterHandle,
+    running: &mut BTreeMap<i32, RunningClient>,
+) -> Result<usize, sea_orm::DbErr> {
+    let desired = desired::load(&state.db).await?;
+    let actions = {
+        let views: BTreeMap<i32, RunningView<'_>> = running
+            .iter()
+            .map(|(site_id, client)| {
+                (
+                    *site_id,
+                    RunningView {
+                        settings: &client.settings,
+                        topics: &client.topics,
+                        finished: client.handle.task.is_finished(),
+                    },
+                )
+            })
+            .collect();
+        plan(&desired, &views)
+    };
+    // Stops first and all at once, so a stop-everything change takes one disconnect, not N.
+    let mut stopping = Vec::new();
+    for action in &actions {
+        if let Action::Stop(site_id) | Action::Restart(site_id) = action {
+            if let Some(client) = running.remove(site_id) {
+                client.handle.cancel.cancel();
+                stopping.push(client.handle.task);
+            }
+        }
+    }
+    for task in stopping {
+        let _ = task.await;
+    }
+    for action in &actions {
+        match action {
+            Action::Start(site_id) | Action::Restart(site_id) => {
+                if let Some(wanted) = desired.get(site_id) {
+                    let routes = Arc::new(SiteRoutes::build(&wanted.topics));
+                    let handle = connection::spawn(
+                        state.clone(),
+                        writer.clone(),
+                        *site_id,
+                        wanted.settings.clone(),
+                        routes,
+                        &state.shutdown,
+                    );
+                    running.insert(
+                        *site_id,
+                        RunningClient {
+                            settings: wanted.settings.clone(),
+                            topics: wanted.topics.clone(),
+                            handle,
+                        },
+                    );
+                }
+            }
+            Action::UpdateTopics(site_id) => {
+                if let (Some(wanted), Some(client)) = (desired.get(site_id), running.get_mut(site_id)) {
+                    let routes = Arc::new(SiteRoutes::build(&wanted.topics));
+                    let _ = client.handle.routes.send(routes);
+                    client.topics = wanted.topics.clone();
+                    tracing::info!(target: CONNECTION_TARGET, site_id, patterns = wanted.topics.len(), "topic patterns changed; re-subscribing");
+                }
+            }
+            Action::Stop(_) => {}
+        }
+    }
+    Ok(actions.len())
+}
+
+async fn stop_all(running: BTreeMap<i32, RunningClient>) {
+    let tasks: Vec<_> = running
+        .into_values()
+        .map(|client| {
+            client.handle.cancel.cancel();
+            client.handle.task
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}

@@ -1,0 +1,3 @@
+//! One browser's WebSocket session.
+
+pub async fn handle_socket() {}
