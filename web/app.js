@@ -1,6 +1,6 @@
 // Devices page of mqtt-supervisor.
 // Plain ES module, no dependencies. Talks to the REST API under /api and to
-// the WebSocket hub at /ws; see docs for the contracts it relies on.
+// the WebSocket hub at /ws.
 
 const TOKEN_KEY = 'mqtt-supervisor-token';
 const POLL_MS = 10000;          // connections/sites refresh
@@ -506,7 +506,6 @@ async function onStartStop(siteId) {
     hadFocus: document.activeElement === state.sitesRows.get(siteId)?.action,
     timer: null,
   };
-  pend.timer = setTimeout(() => pendingTimedOut(siteId, pend), PENDING_TIMEOUT_MS);
   state.pending.set(siteId, pend);
   clearAlert(`startstop-${siteId}`);
   updateSiteRow(siteId);
@@ -528,7 +527,11 @@ async function onStartStop(siteId) {
     }
     updateSiteRow(siteId);
     if (state.selected === siteId) renderSiteHead();
-    if (state.pending.get(siteId) === pend) checkPending(siteId, 'response');
+    if (state.pending.get(siteId) === pend) {
+      // the wait for confirmation starts once the server has accepted the change
+      pend.timer = setTimeout(() => pendingTimedOut(siteId, pend), PENDING_TIMEOUT_MS);
+      checkPending(siteId, 'response');
+    }
   } catch (err) {
     if (state.pending.get(siteId) === pend) finishPending(siteId);
     showAlert(`Could not ${action} ${siteName(siteId)}: ${errorText(err)}`, { key: `startstop-${siteId}` });

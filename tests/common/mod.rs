@@ -1,0 +1,404 @@
+//! Test harness: a fresh database per test (SQLite file, or a new PostgreSQL database when
+//! TEST_DATABASE_URL points at a server), the real binary started on a free port, and an MQTT
+//! publisher on the real broker of TEST_MQTT_URL.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_mqtt-supervisor");
+
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A database of its own for one test; dropped with the test's temp directory (SQLite) or left
+/// for the CI machine to discard (PostgreSQL databases are cheap and uniquely named).
+pub struct TestDatabase {
+    pub url: String,
+    pub directory: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn new() -> TestDatabase {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let url = match std::env::var("TEST_DATABASE_URL") {
+            Ok(base) if base.starts_with("postgres") => {
+                let name = unique_name("mqtt_supervisor_test");
+                let admin = Database::connect(base.clone())
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                replace_database_name(&base, &name)
+            }
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                directory.path().join("supervisor.db").display()
+            ),
+        };
+        TestDatabase { url, directory }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+
+    pub async fn connect(&self) -> sea_orm::DatabaseConnection {
+        Database::connect(self.url.clone())
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+fn replace_database_name(url: &str, name: &str) -> String {
+    let (without_query, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match without_query.rsplit_once('/') {
+        Some((prefix, _)) => format!("{prefix}/{name}"),
+        None => format!("{without_query}/{name}"),
+    };
+    match query {
+        Some(query) => format!("{base}?{query}"),
+        None => base,
+    }
+}
+
+/// Host and port of the real broker the tests use.
+pub fn broker() -> (String, u16) {
+    let url = std::env::var("TEST_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into());
+    let rest = url
+        .trim_start_matches("mqtt://")
+        .trim_start_matches("tcp://");
+    let (host, port) = rest.split_once(':').unwrap_or((rest, "1883"));
+    (
+        host.to_string(),
+        port.trim_end_matches('/').parse().unwrap_or(1883),
+    )
+}
+
+pub struct ServiceOptions {
+    pub reconcile_secs: u64,
+    pub token: Option<String>,
+    pub extra_env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            reconcile_secs: 30,
+            token: Some("test-admin-token".into()),
+            extra_env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// The real binary, serving on a free port.
+pub struct Service {
+    pub child: Child,
+    pub base_url: String,
+    pub token: Option<String>,
+    pub log_dir: PathBuf,
+    pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Service {
+    pub fn start(database: &TestDatabase) -> Service {
+        Service::start_with(database, ServiceOptions::default())
+    }
+
+    pub fn start_with(database: &TestDatabase, options: ServiceOptions) -> Service {
+        let log_dir = database.directory.path().join(unique_name("logs"));
+        let mut command = Command::new(BINARY);
+        command
+            .arg("serve")
+            .args(&options.args)
+            .env("DATABASE_URL", &database.url)
+            .env("SUPERVISOR_HTTP_ADDR", "127.0.0.1:0")
+            .env("SUPERVISOR_RECONCILE_SECS", options.reconcile_secs.to_string())
+            .env("SUPERVISOR_LOG_DIR", &log_dir)
+            .env(
+                "SUPERVISOR_PARSERS_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/parsers"),
+            )
+            .env("RUST_LOG", "info")
+            .env_remove("SENTRY_DSN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match &options.token {
+            Some(token) => {
+                command.env("SUPERVISOR_ADMIN_TOKEN", token);
+            }
+            None => {
+                command.env_remove("SUPERVISOR_ADMIN_TOKEN");
+            }
+        }
+        for (name, value) in &options.extra_env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start the mqtt-supervisor binary");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (address_sender, address_receiver) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let stdout_lines = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("listening on ") {
+                    let _ = address_sender.send(address.trim().to_string());
+                }
+                if let Ok(mut lines) = stdout_lines.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+        let stderr_lines = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var("TEST_SERVICE_LOG").is_ok() {
+                    eprintln!("[service] {line}");
+                }
+                if let Ok(mut lines) = stderr_lines.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+        let base_url = match address_receiver.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                let lines = output.lock().map(|l| l.join("\n")).unwrap_or_default();
+                panic!("the service did not start listening within 60 s:\n{lines}");
+            }
+        };
+        Service {
+            child,
+            base_url,
+            token: options.token,
+            log_dir,
+            output,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url.replacen("http://", "ws://", 1))
+    }
+
+    /// An HTTP client that sends the admin token.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client")
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to drain.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the service did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it returns Some or the timeout passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A real MQTT publisher on the test broker.
+pub struct Publisher {
+    pub client: rumqttc::AsyncClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    pub async fn connect() -> Publisher {
+        let (host, port) = broker();
+        let mut options = rumqttc::MqttOptions::new(unique_name("publisher"), host, port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_inflight(1000);
+        options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+        let (client, mut event_loop) = rumqttc::AsyncClient::new(options, 10_000);
+        let (ready_sender, ready_receiver) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready_sender);
+            loop {
+                match event_loop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_receiver)
+            .await
+            .expect("publisher connects to the test broker")
+            .expect("publisher task alive");
+        Publisher { client, task }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish");
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Creates a site, its connection to the test broker (inactive unless `active`) and returns
+/// (site_id, the site's topic prefix). Each test uses its own prefix so tests sharing the broker
+/// never see each other's messages.
+pub async fn create_site(service: &Service, active: bool) -> (i64, String) {
+    let client = service.client();
+    let slug = unique_name("site").replace('_', "-");
+    let site: serde_json::Value = client
+        .post(service.url("/api/sites"))
+        .json(&serde_json::json!({"name": slug, "slug": slug}))
+        .send()
+        .await
+        .expect("create site")
+        .error_for_status()
+        .expect("site created")
+        .json()
+        .await
+        .expect("site json");
+    let site_id = site["id"].as_i64().expect("site id");
+    let (host, port) = broker();
+    client
+        .post(service.url("/api/mqtt/connections"))
+        .json(&serde_json::json!({
+            "site_id": site_id,
+            "host": host,
+            "port": port,
+            "client_id": unique_name("supervisor"),
+            "is_active": active,
+        }))
+        .send()
+        .await
+        .expect("create connection")
+        .error_for_status()
+        .expect("connection created");
+    (site_id, format!("test/{slug}"))
+}
+
+pub async fn add_topic(service: &Service, site_id: i64, pattern: &str, parser: &str) -> i64 {
+    let topic: serde_json::Value = service
+        .client()
+        .post(service.url("/api/mqtt/topics"))
+        .json(&serde_json::json!({"site_id": site_id, "pattern": pattern, "parser": parser}))
+        .send()
+        .await
+        .expect("create topic")
+        .error_for_status()
+        .expect("topic created")
+        .json()
+        .await
+        .expect("topic json");
+    topic["id"].as_i64().expect("topic id")
+}
+
+pub async fn connection_status(service: &Service, site_id: i64) -> String {
+    let connection: serde_json::Value = service
+        .client()
+        .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
+        .send()
+        .await
+        .expect("get connection")
+        .json()
+        .await
+        .expect("connection json");
+    connection["status"].as_str().unwrap_or_default().to_string()
+}
+
+pub async fn wait_for_status(service: &Service, site_id: i64, status: &str, timeout: Duration) {
+    eventually(timeout, &format!("site {site_id} to be {status}"), || async {
+        (connection_status(service, site_id).await == status).then_some(())
+    })
+    .await
+}
