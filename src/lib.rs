@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod db;
+pub mod demo;
 pub mod entity;
 pub mod jobs;
 pub mod metrics;

@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::jobs::JobBoard;
 use crate::metrics::Metrics;
 use crate::parsers::{LoadError, Registry};
 use crate::supervisor::SupervisorHandle;
@@ -21,6 +22,7 @@ pub struct AppState {
     pub hub: Hub,
     pub supervisor: SupervisorHandle,
     pub metrics: Arc<Metrics>,
+    pub jobs: JobBoard,
     pub shutdown: CancellationToken,
 }
 

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
+use crate::jobs::JobBoard;
 use crate::metrics::Metrics;
 use crate::parsers::Registry;
 use crate::pipeline::spawn_writer;
@@ -59,6 +60,7 @@ pub async fn start(config: Config, token: CancellationToken) -> anyhow::Result<A
         hub: Hub::new(1024),
         supervisor: SupervisorHandle::default(),
         metrics: Arc::new(Metrics::new()),
+        jobs: JobBoard::default(),
         shutdown: token,
     })
 }

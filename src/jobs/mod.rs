@@ -1,11 +1,108 @@
-//! Scheduled jobs (tokio-cron-scheduler): offline detection and retention.
+//! Scheduled jobs (tokio-cron-scheduler), one file each: offline detection and retention. Each
+//! run's outcome is kept on a board that `/health` shows.
+
+mod board;
+mod offline;
+mod retention;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+pub use board::{JobBoard, JobStatus};
+pub use offline::mark_offline;
+pub use retention::purge;
 
 use crate::state::AppState;
 
-pub struct Jobs;
-
-pub async fn start(_state: AppState) -> anyhow::Result<Jobs> {
-    Ok(Jobs)
+pub struct Jobs {
+    scheduler: JobScheduler,
 }
 
-pub async fn stop(_jobs: Jobs) {}
+#[derive(Debug, thiserror::Error)]
+#[error("cannot schedule job {name} with cron '{schedule}': {source}")]
+pub struct ScheduleError {
+    name: &'static str,
+    schedule: String,
+    source: JobSchedulerError,
+}
+
+type JobFuture = Pin<Box<dyn Future<Output = Result<String, sea_orm::DbErr>> + Send>>;
+
+pub async fn start(state: AppState) -> Result<Jobs, ScheduleError> {
+    let scheduler = JobScheduler::new().await.map_err(|source| ScheduleError {
+        name: "scheduler",
+        schedule: String::new(),
+        source,
+    })?;
+    let offline_state = state.clone();
+    add(
+        &scheduler,
+        &state,
+        "offline_detection",
+        state.config.jobs.offline_check_cron.clone(),
+        Arc::new(move || -> JobFuture {
+            let state = offline_state.clone();
+            Box::pin(async move { mark_offline(&state).await })
+        }),
+    )
+    .await?;
+    let retention_state = state.clone();
+    add(
+        &scheduler,
+        &state,
+        "retention_purge",
+        state.config.jobs.retention_cron.clone(),
+        Arc::new(move || -> JobFuture {
+            let state = retention_state.clone();
+            Box::pin(async move { purge(&state).await })
+        }),
+    )
+    .await?;
+    scheduler.start().await.map_err(|source| ScheduleError {
+        name: "scheduler",
+        schedule: String::new(),
+        source,
+    })?;
+    Ok(Jobs { scheduler })
+}
+
+async fn add(
+    scheduler: &JobScheduler,
+    state: &AppState,
+    name: &'static str,
+    schedule: String,
+    work: Arc<dyn Fn() -> JobFuture + Send + Sync>,
+) -> Result<(), ScheduleError> {
+    let board = state.jobs.clone();
+    board.register(name, &schedule);
+    let job = Job::new_async(schedule.as_str(), move |_, _| {
+        let board = board.clone();
+        let work = work.clone();
+        Box::pin(async move {
+            let outcome = work().await;
+            match &outcome {
+                Ok(summary) => tracing::debug!(job = name, summary, "job ran"),
+                Err(error) => tracing::error!(job = name, %error, "job failed"),
+            }
+            board.record(name, outcome.map_err(|error| error.to_string()));
+        })
+    })
+    .map_err(|source| ScheduleError {
+        name,
+        schedule: schedule.clone(),
+        source,
+    })?;
+    scheduler.add(job).await.map_err(|source| ScheduleError {
+        name,
+        schedule,
+        source,
+    })?;
+    Ok(())
+}
+
+pub async fn stop(mut jobs: Jobs) {
+    let _ = jobs.scheduler.shutdown().await;
+}

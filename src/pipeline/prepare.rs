@@ -9,7 +9,7 @@ use crate::connection::Ack;
 use crate::parsers::{decode_payload, ParseInput, ParseOutput, Registry};
 use crate::supervisor::TopicSpec;
 
-/// A site's active patterns, ready for matching and subscribing.
+/// A site's patterns, ready for subscribing (all of them) and matching (the active ones).
 #[derive(Debug, Default)]
 pub struct SiteRoutes {
     pub router: Router,
@@ -32,12 +32,14 @@ impl SiteRoutes {
                         Some((_, qos)) => *qos = (*qos).max(topic.qos),
                         None => filters.push((filter, topic.qos.min(2))),
                     }
-                    routes.push(Route {
-                        topic_id: topic.id,
-                        pattern,
-                        parser: topic.parser.clone(),
-                        priority: topic.priority,
-                    });
+                    if topic.is_active {
+                        routes.push(Route {
+                            topic_id: topic.id,
+                            pattern,
+                            parser: topic.parser.clone(),
+                            priority: topic.priority,
+                        });
+                    }
                 }
                 Err(error) => invalid.push((topic.id, format!("{}: {error}", topic.pattern))),
             }
@@ -182,6 +184,7 @@ mod tests {
             parser: parser.into(),
             qos: 1,
             priority: 0,
+            is_active: true,
         }
     }
 
@@ -257,6 +260,15 @@ mod tests {
         ]);
         assert_eq!(routes.filters, vec![("a/+".to_string(), 1)]);
         assert_eq!(routes.invalid.len(), 1);
+    }
+
+    #[test]
+    fn inactive_patterns_subscribe_but_do_not_route() {
+        let mut inactive = spec(1, "a/#", "flat_telemetry");
+        inactive.is_active = false;
+        let routes = SiteRoutes::build(&[inactive]);
+        assert_eq!(routes.filters, vec![("a/#".to_string(), 1)]);
+        assert!(routes.router.route("a/b").is_none());
     }
 
     #[test]

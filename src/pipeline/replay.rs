@@ -31,7 +31,6 @@ pub async fn replay(
 ) -> Result<ReplayOutcome, DbErr> {
     let topics: Vec<TopicSpec> = mqtt_topic::Entity::find()
         .filter(mqtt_topic::Column::SiteId.eq(log.site_id))
-        .filter(mqtt_topic::Column::IsActive.eq(true))
         .order_by_asc(mqtt_topic::Column::Id)
         .all(&state.db)
         .await?
@@ -42,6 +41,7 @@ pub async fn replay(
             parser: topic.parser,
             qos: u8::try_from(topic.qos.clamp(0, 2)).unwrap_or(1),
             priority: topic.priority,
+            is_active: topic.is_active,
         })
         .collect();
     let routes = SiteRoutes::build(&topics);

@@ -25,7 +25,6 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient
         .all(db)
         .await?;
     let topics = mqtt_topic::Entity::find()
-        .filter(mqtt_topic::Column::IsActive.eq(true))
         .filter(mqtt_topic::Column::SiteId.is_in(connections.iter().map(|c| c.site_id)))
         .order_by_asc(mqtt_topic::Column::Id)
         .all(db)
@@ -38,6 +37,7 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient
             parser: topic.parser,
             qos: u8::try_from(topic.qos.clamp(0, 2)).unwrap_or(1),
             priority: topic.priority,
+            is_active: topic.is_active,
         });
     }
     let mut desired = BTreeMap::new();

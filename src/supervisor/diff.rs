@@ -13,6 +13,8 @@ pub struct TopicSpec {
     pub parser: String,
     pub qos: u8,
     pub priority: i32,
+    /// Inactive patterns are still subscribed, so their topics are discovered, but not parsed.
+    pub is_active: bool,
 }
 
 /// A client that should run: an active connection of an active site.
@@ -94,6 +96,7 @@ mod tests {
             parser: "flat_telemetry".into(),
             qos: 1,
             priority: 0,
+            is_active: true,
         }
     }
 

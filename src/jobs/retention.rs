@@ -1,0 +1,66 @@
+//! Retention: readings and logs older than their configured age are deleted, and payload samples
+//! of topics silent that long are dropped.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
+
+use crate::entity::{discovered_topic, mqtt_connection_log, mqtt_parsing_log, sensor_reading};
+use crate::state::AppState;
+
+/// Zero days means "keep forever".
+pub fn retention_cutoff(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
+    (days > 0).then(|| now - Duration::days(i64::from(days)))
+}
+
+pub async fn purge(state: &AppState) -> Result<String, DbErr> {
+    let now = Utc::now();
+    let mut readings = 0;
+    if let Some(cutoff) = retention_cutoff(now, state.config.jobs.reading_retention_days) {
+        readings = sensor_reading::Entity::delete_many()
+            .filter(sensor_reading::Column::Ts.lt(cutoff))
+            .exec(&state.db)
+            .await?
+            .rows_affected;
+    }
+    let mut logs = 0;
+    let mut samples = 0;
+    if let Some(cutoff) = retention_cutoff(now, state.config.jobs.log_retention_days) {
+        logs += mqtt_connection_log::Entity::delete_many()
+            .filter(mqtt_connection_log::Column::CreatedAt.lt(cutoff))
+            .exec(&state.db)
+            .await?
+            .rows_affected;
+        logs += mqtt_parsing_log::Entity::delete_many()
+            .filter(mqtt_parsing_log::Column::CreatedAt.lt(cutoff))
+            .exec(&state.db)
+            .await?
+            .rows_affected;
+        samples = discovered_topic::Entity::update_many()
+            .col_expr(discovered_topic::Column::LastPayload, Expr::value(Option::<String>::None))
+            .filter(discovered_topic::Column::LastSeen.lt(cutoff))
+            .filter(discovered_topic::Column::LastPayload.is_not_null())
+            .exec(&state.db)
+            .await?
+            .rows_affected;
+    }
+    Ok(format!(
+        "deleted {readings} reading(s) and {logs} log row(s); dropped {samples} stale sample(s)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_days_keeps_everything() {
+        assert_eq!(retention_cutoff(Utc::now(), 0), None);
+    }
+
+    #[test]
+    fn cutoff_is_days_back() {
+        let now = Utc::now();
+        assert_eq!(retention_cutoff(now, 30), Some(now - Duration::days(30)));
+    }
+}
