@@ -138,7 +138,10 @@ impl Service {
             .args(&options.args)
             .env("DATABASE_URL", &database.url)
             .env("SUPERVISOR_HTTP_ADDR", "127.0.0.1:0")
-            .env("SUPERVISOR_RECONCILE_SECS", options.reconcile_secs.to_string())
+            .env(
+                "SUPERVISOR_RECONCILE_SECS",
+                options.reconcile_secs.to_string(),
+            )
             .env("SUPERVISOR_LOG_DIR", &log_dir)
             .env(
                 "SUPERVISOR_PARSERS_DIR",
@@ -288,33 +291,10 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Connects to the shared test broker.
     pub async fn connect() -> Publisher {
         let (host, port) = broker();
-        let mut options = rumqttc::MqttOptions::new(unique_name("publisher"), host, port);
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_inflight(1000);
-        options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
-        let (client, mut event_loop) = rumqttc::AsyncClient::new(options, 10_000);
-        let (ready_sender, ready_receiver) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut ready = Some(ready_sender);
-            loop {
-                match event_loop.poll().await {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                        if let Some(ready) = ready.take() {
-                            let _ = ready.send(());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), ready_receiver)
-            .await
-            .expect("publisher connects to the test broker")
-            .expect("publisher task alive");
-        Publisher { client, task }
+        publisher_at(&host, port).await
     }
 
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
@@ -393,12 +373,263 @@ pub async fn connection_status(service: &Service, site_id: i64) -> String {
         .json()
         .await
         .expect("connection json");
-    connection["status"].as_str().unwrap_or_default().to_string()
+    connection["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub async fn wait_for_status(service: &Service, site_id: i64, status: &str, timeout: Duration) {
-    eventually(timeout, &format!("site {site_id} to be {status}"), || async {
-        (connection_status(service, site_id).await == status).then_some(())
-    })
+    eventually(
+        timeout,
+        &format!("site {site_id} to be {status}"),
+        || async { (connection_status(service, site_id).await == status).then_some(()) },
+    )
     .await
+}
+
+/// A Mosquitto of the test's own, on a free port, so a test can kill it, restart it or require a
+/// password without disturbing other tests. Queues are large: a stopped subscriber must not lose
+/// messages to the broker's default queue limit.
+pub struct PrivateBroker {
+    pub port: u16,
+    directory: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub fn start() -> PrivateBroker {
+        PrivateBroker::start_with(None)
+    }
+
+    /// `credentials`: require this user name and password.
+    pub fn start_with(credentials: Option<(&str, &str)>) -> PrivateBroker {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut config = format!(
+            "listener {port} 127.0.0.1\npersistence true\npersistence_location {}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest none\n",
+            directory.path().display()
+        );
+        if running_as_root() {
+            config.push_str("user root\n");
+        }
+        match credentials {
+            Some((user, password)) => {
+                let password_file = directory.path().join("passwords");
+                let status = Command::new("mosquitto_passwd")
+                    .args(["-b", "-c"])
+                    .arg(&password_file)
+                    .args([user, password])
+                    .status()
+                    .expect("run mosquitto_passwd");
+                assert!(status.success());
+                config.push_str(&format!(
+                    "allow_anonymous false\npassword_file {}\n",
+                    password_file.display()
+                ));
+            }
+            None => config.push_str("allow_anonymous true\n"),
+        }
+        std::fs::write(directory.path().join("mosquitto.conf"), config).expect("write config");
+        let mut broker = PrivateBroker {
+            port,
+            directory,
+            child: None,
+        };
+        broker.resume();
+        broker
+    }
+
+    /// Starts (again) on the same port with the same persistence.
+    pub fn resume(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.directory.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private mosquitto did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: every client loses its connection at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+/// Inserts a site and its connection straight into the database (as an operator editing rows
+/// by hand would) and returns (site_id, connection_id).
+pub async fn insert_site(
+    db: &sea_orm::DatabaseConnection,
+    port: u16,
+    active: bool,
+    credentials: Option<(&str, &str)>,
+) -> (i32, i32) {
+    use mqtt_supervisor::entity::{mqtt_connection, site};
+    use sea_orm::{ActiveModelTrait, Set};
+    let now = chrono::Utc::now();
+    let slug = unique_name("site").replace('_', "-");
+    let site = site::ActiveModel {
+        name: Set(slug.clone()),
+        slug: Set(slug.clone()),
+        is_active: Set(true),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert site");
+    let connection = mqtt_connection::ActiveModel {
+        site_id: Set(site.id),
+        host: Set("127.0.0.1".into()),
+        port: Set(i32::from(port)),
+        username: Set(credentials.map(|(user, _)| user.to_string())),
+        password: Set(credentials.map(|(_, password)| password.to_string())),
+        client_id: Set(unique_name("supervisor")),
+        use_tls: Set(false),
+        ca_file: Set(None),
+        keepalive_secs: Set(10),
+        clean_session: Set(false),
+        is_active: Set(active),
+        status: Set("stopped".into()),
+        last_error: Set(None),
+        connected_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert connection");
+    (site.id, connection.id)
+}
+
+pub async fn insert_topic(
+    db: &sea_orm::DatabaseConnection,
+    site_id: i32,
+    pattern: &str,
+    parser: &str,
+) -> i32 {
+    use mqtt_supervisor::entity::mqtt_topic;
+    use sea_orm::{ActiveModelTrait, Set};
+    let now = chrono::Utc::now();
+    mqtt_topic::ActiveModel {
+        site_id: Set(site_id),
+        pattern: Set(pattern.into()),
+        parser: Set(parser.into()),
+        qos: Set(1),
+        is_active: Set(true),
+        priority: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert topic")
+    .id
+}
+
+pub async fn row_status(
+    db: &sea_orm::DatabaseConnection,
+    connection_id: i32,
+) -> (String, Option<String>) {
+    use mqtt_supervisor::entity::mqtt_connection;
+    use sea_orm::EntityTrait;
+    let row = mqtt_connection::Entity::find_by_id(connection_id)
+        .one(db)
+        .await
+        .expect("read connection")
+        .expect("connection exists");
+    (row.status, row.last_error)
+}
+
+pub async fn wait_for_row_status(
+    db: &sea_orm::DatabaseConnection,
+    connection_id: i32,
+    status: &str,
+    timeout: Duration,
+) -> Option<String> {
+    eventually(
+        timeout,
+        &format!("connection {connection_id} to be {status}"),
+        || async {
+            let (current, error) = row_status(db, connection_id).await;
+            (current == status).then_some(error)
+        },
+    )
+    .await
+}
+
+/// A publisher on a private broker of this machine.
+pub async fn publisher_on(port: u16) -> Publisher {
+    publisher_at("127.0.0.1", port).await
+}
+
+pub async fn publisher_at(host: &str, port: u16) -> Publisher {
+    let mut options = rumqttc::MqttOptions::new(unique_name("publisher"), host, port);
+    options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_inflight(1000);
+    let (client, mut event_loop) = rumqttc::AsyncClient::new(options, 10_000);
+    let (ready_sender, ready_receiver) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut ready = Some(ready_sender);
+        loop {
+            match event_loop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_receiver)
+        .await
+        .expect("publisher connects")
+        .expect("publisher task alive");
+    Publisher { client, task }
+}
+
+/// Writes a config file for the service (merged over the defaults) and returns the arguments.
+pub fn config_args(directory: &std::path::Path, toml: &str) -> Vec<String> {
+    let path = directory.join(unique_name("config") + ".toml");
+    std::fs::write(&path, toml).expect("write config");
+    vec!["--config".into(), path.display().to_string()]
 }

@@ -1,0 +1,281 @@
+//! The connection supervisor against real Mosquitto brokers: start and stop from the database
+//! flag, restart on new settings, broker loss and return, refused logins, backoff, many
+//! connections at once, and a clean shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    config_args, insert_site, insert_topic, publisher_on, row_status, wait_for_row_status,
+    PrivateBroker, Service, ServiceOptions, TestDatabase,
+};
+use mqtt_supervisor::entity::{mqtt_connection, mqtt_connection_log, sensor_reading};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+/// Reconcile every second so edits made straight in the database show quickly.
+fn fast_options(directory: &std::path::Path) -> ServiceOptions {
+    ServiceOptions {
+        reconcile_secs: 1,
+        args: config_args(
+            directory,
+            "[supervisor]\nbackoff_initial_ms = 200\nbackoff_max_secs = 3\n",
+        ),
+        ..Default::default()
+    }
+}
+
+async fn set_active(db: &sea_orm::DatabaseConnection, connection_id: i32, active: bool) {
+    mqtt_connection::Entity::update_many()
+        .col_expr(mqtt_connection::Column::IsActive, Expr::value(active))
+        .filter(mqtt_connection::Column::Id.eq(connection_id))
+        .exec(db)
+        .await
+        .expect("update is_active");
+}
+
+async fn events_of(db: &sea_orm::DatabaseConnection, site_id: i32, event: &str) -> u64 {
+    mqtt_connection_log::Entity::find()
+        .filter(mqtt_connection_log::Column::SiteId.eq(site_id))
+        .filter(mqtt_connection_log::Column::Event.eq(event))
+        .count(db)
+        .await
+        .expect("count log rows")
+}
+
+#[tokio::test]
+async fn the_database_flag_starts_and_stops_a_connection() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let _service = Service::start_with(&database, fast_options(database.directory.path()));
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    set_active(&db, connection_id, false).await;
+    wait_for_row_status(&db, connection_id, "stopped", Duration::from_secs(10)).await;
+    assert_eq!(events_of(&db, site_id, "connected").await, 1);
+    assert_eq!(events_of(&db, site_id, "stopped").await, 1);
+    set_active(&db, connection_id, true).await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    assert_eq!(events_of(&db, site_id, "connected").await, 2);
+}
+
+#[tokio::test]
+async fn changed_settings_restart_the_client() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let _service = Service::start_with(&database, fast_options(database.directory.path()));
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    mqtt_connection::Entity::update_many()
+        .col_expr(
+            mqtt_connection::Column::ClientId,
+            Expr::value(common::unique_name("renamed")),
+        )
+        .filter(mqtt_connection::Column::Id.eq(connection_id))
+        .exec(&db)
+        .await
+        .expect("change client id");
+    common::eventually(Duration::from_secs(10), "a second connect", || async {
+        (events_of(&db, site_id, "connected").await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        events_of(&db, site_id, "stopped").await,
+        1,
+        "the old client stopped once"
+    );
+    assert_eq!(row_status(&db, connection_id).await.0, "connected");
+}
+
+#[tokio::test]
+async fn a_lost_broker_means_reconnecting_then_connected_and_ingestion_resumes() {
+    let database = TestDatabase::new().await;
+    let mut broker = PrivateBroker::start();
+    let _service = Service::start_with(&database, fast_options(database.directory.path()));
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    insert_topic(
+        &db,
+        site_id,
+        "plant/{gateway}/{datalogger}",
+        "flat_telemetry",
+    )
+    .await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    // Let the supervisor subscribe before publishing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let publisher = publisher_on(broker.port).await;
+    publisher
+        .publish(
+            "plant/gw/dl",
+            r#"{"ts": "2026-01-01T00:00:00Z", "level": 1.0}"#,
+        )
+        .await;
+    common::eventually(Duration::from_secs(10), "first reading", || async {
+        (sensor_reading::Entity::find().count(&db).await.unwrap_or(0) == 1).then_some(())
+    })
+    .await;
+    drop(publisher);
+
+    broker.kill();
+    let error =
+        wait_for_row_status(&db, connection_id, "reconnecting", Duration::from_secs(10)).await;
+    assert!(error.is_some(), "reconnecting carries last_error");
+    broker.resume();
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(15)).await;
+
+    let publisher = publisher_on(broker.port).await;
+    publisher
+        .publish(
+            "plant/gw/dl",
+            r#"{"ts": "2026-01-01T00:00:01Z", "level": 2.0}"#,
+        )
+        .await;
+    common::eventually(
+        Duration::from_secs(10),
+        "reading after the broker returned",
+        || async {
+            (sensor_reading::Entity::find().count(&db).await.unwrap_or(0) == 2).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_login_is_an_error_with_the_reason() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start_with(Some(("operator", "right-password")));
+    let _service = Service::start_with(&database, fast_options(database.directory.path()));
+    let db = database.connect().await;
+    let (_, wrong) =
+        insert_site(&db, broker.port, true, Some(("operator", "wrong-password"))).await;
+    let (_, right) =
+        insert_site(&db, broker.port, true, Some(("operator", "right-password"))).await;
+    let error = wait_for_row_status(&db, wrong, "error", Duration::from_secs(10))
+        .await
+        .expect("last_error is set");
+    assert!(
+        error.contains("bad user name or password") || error.contains("not authorised"),
+        "{error}"
+    );
+    wait_for_row_status(&db, right, "connected", Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_backs_off_longer_each_time() {
+    let database = TestDatabase::new().await;
+    let service = Service::start_with(&database, fast_options(database.directory.path()));
+    let db = database.connect().await;
+    // Nothing listens on this port.
+    let (site_id, connection_id) = insert_site(&db, common::free_port(), true, None).await;
+    wait_for_row_status(&db, connection_id, "reconnecting", Duration::from_secs(10)).await;
+    // Follow the delays the client chooses: they grow until the 3 s cap of this test's config.
+    let mut delays = Vec::new();
+    let mut last_attempt = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while delays.len() < 4 && std::time::Instant::now() < deadline {
+        let connection: serde_json::Value = service
+            .client()
+            .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
+            .send()
+            .await
+            .expect("get connection")
+            .json()
+            .await
+            .expect("json");
+        let attempt = connection["reconnect_attempts"].as_u64().unwrap_or(0);
+        if attempt > last_attempt {
+            if let Some(delay) = connection["retry_in_ms"].as_u64() {
+                delays.push((attempt, delay));
+            }
+            last_attempt = attempt;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delays.len() >= 3, "saw too few attempts: {delays:?}");
+    // With jitter the delay lies in [base/2, base]; base doubles from 200 ms.
+    for (attempt, delay) in &delays {
+        let base = (200u64 << (attempt - 1).min(10)).min(3000);
+        assert!(
+            *delay >= base / 2 && *delay <= base,
+            "attempt {attempt}: delay {delay} ms outside [{}, {base}]",
+            base / 2
+        );
+    }
+    let repeated_rows = events_of(&db, site_id, "reconnecting").await;
+    assert_eq!(
+        repeated_rows, 1,
+        "identical failures are collapsed into one log row"
+    );
+}
+
+#[tokio::test]
+async fn two_hundred_connections_start_and_stop_together() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let _service = Service::start_with(&database, fast_options(database.directory.path()));
+    let db = database.connect().await;
+    let mut connection_ids = Vec::new();
+    for _ in 0..200 {
+        let (_, connection_id) = insert_site(&db, broker.port, false, None).await;
+        connection_ids.push(connection_id);
+    }
+    mqtt_connection::Entity::update_many()
+        .col_expr(mqtt_connection::Column::IsActive, Expr::value(true))
+        .exec(&db)
+        .await
+        .expect("activate all");
+    common::eventually(Duration::from_secs(30), "200 connected", || async {
+        let connected = mqtt_connection::Entity::find()
+            .filter(mqtt_connection::Column::Status.eq("connected"))
+            .count(&db)
+            .await
+            .unwrap_or(0);
+        (connected == 200).then_some(())
+    })
+    .await;
+    mqtt_connection::Entity::update_many()
+        .col_expr(mqtt_connection::Column::IsActive, Expr::value(false))
+        .exec(&db)
+        .await
+        .expect("deactivate all");
+    common::eventually(Duration::from_secs(30), "200 stopped", || async {
+        let stopped = mqtt_connection::Entity::find()
+            .filter(mqtt_connection::Column::Status.eq("stopped"))
+            .count(&db)
+            .await
+            .unwrap_or(0);
+        (stopped == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_every_client_and_exits() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let mut service = Service::start_with(&database, fast_options(database.directory.path()));
+    let db = database.connect().await;
+    let mut connection_ids = Vec::new();
+    for _ in 0..5 {
+        connection_ids.push(insert_site(&db, broker.port, true, None).await.1);
+    }
+    for connection_id in &connection_ids {
+        wait_for_row_status(&db, *connection_id, "connected", Duration::from_secs(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let status = service.terminate();
+    assert!(status.success(), "{}", service.output());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    for connection_id in &connection_ids {
+        assert_eq!(row_status(&db, *connection_id).await.0, "stopped");
+    }
+}
