@@ -71,7 +71,14 @@ impl std::fmt::Debug for ApiConfig {
     // The token is a secret: never let it reach a log line through `{:?}`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
-            .field("admin_token", &if self.admin_token.is_empty() { "" } else { "***" })
+            .field(
+                "admin_token",
+                &if self.admin_token.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
             .field("public_read", &self.public_read)
             .finish()
     }
@@ -189,7 +196,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let url = self.database.url.as_str();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return invalid(
                 "database.url",
                 "must start with sqlite:, postgres:// or postgresql:// (env DATABASE_URL)",
@@ -260,7 +270,10 @@ fn invalid<T>(key: &'static str, problem: &str) -> Result<T, ConfigError> {
 
 /// One environment variable as a provider for its key. Values are read the way figment reads any
 /// environment variable, so "30" is a number and "abc" a string; the type check comes at extraction.
-fn environment_value(key: &str, value: &str) -> figment::providers::Serialized<figment::value::Value> {
+fn environment_value(
+    key: &str,
+    value: &str,
+) -> figment::providers::Serialized<figment::value::Value> {
     // Only numeric keys are parsed: a token or a path made of digits must stay a string.
     let parsed = if NUMERIC_KEYS.contains(&key) {
         value

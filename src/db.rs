@@ -57,7 +57,9 @@ pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbError> {
 }
 
 pub async fn migrate_down(db: &DatabaseConnection, steps: u32) -> Result<(), DbError> {
-    Migrator::down(db, Some(steps)).await.map_err(DbError::Migrate)
+    Migrator::down(db, Some(steps))
+        .await
+        .map_err(DbError::Migrate)
 }
 
 /// Names of applied and pending migrations, for `migrate --status`.
@@ -88,7 +90,9 @@ pub fn is_sqlite(db: &DatabaseConnection) -> bool {
 }
 
 fn sqlite_file_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         None

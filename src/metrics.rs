@@ -145,7 +145,13 @@ impl Metrics {
         text
     }
 
-    pub fn record_committed(&self, site_id: i32, parser: &str, ok: bool, received_at: DateTime<Utc>) {
+    pub fn record_committed(
+        &self,
+        site_id: i32,
+        parser: &str,
+        ok: bool,
+        received_at: DateTime<Utc>,
+    ) {
         let labels = SiteParserLabels {
             site: site_id.to_string(),
             parser: parser.to_string(),

@@ -56,8 +56,8 @@ pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
         config.logging.keep_files,
     ));
 
-    let console_filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
+    let console_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
     let console = match config.logging.format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -72,9 +72,7 @@ pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
     let connection_file = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(connection_writer)
-        .with_filter(filter_fn(|metadata| {
-            metadata.target() == CONNECTION_TARGET
-        }));
+        .with_filter(filter_fn(|metadata| metadata.target() == CONNECTION_TARGET));
     let parsing_file = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(parsing_writer)
@@ -85,7 +83,9 @@ pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
     // `tags.*` become Sentry tags (site, connection, topic, parser).
     let sentry_layers = sentry_guard.as_ref().map(|_| {
         sentry_tracing::BreadcrumbLayer::new()
-            .with_filter(filter_fn(|metadata| *metadata.level() == tracing::Level::WARN))
+            .with_filter(filter_fn(|metadata| {
+                *metadata.level() == tracing::Level::WARN
+            }))
             .and_then(
                 sentry_tracing::ErrorLayer::new()
                     .with_filter(tracing_subscriber::filter::LevelFilter::ERROR),

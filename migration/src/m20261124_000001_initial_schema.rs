@@ -80,7 +80,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        create_index(manager, "idx_mqtt_topic_site", MqttTopic::Table, &[MqttTopic::SiteId], false).await?;
+        create_index(
+            manager,
+            "idx_mqtt_topic_site",
+            MqttTopic::Table,
+            &[MqttTopic::SiteId],
+            false,
+        )
+        .await?;
 
         manager
             .create_table(
@@ -228,7 +235,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        create_index(manager, "idx_sensor_reading_ts", SensorReading::Table, &[SensorReading::Ts], false).await?;
+        create_index(
+            manager,
+            "idx_sensor_reading_ts",
+            SensorReading::Table,
+            &[SensorReading::Ts],
+            false,
+        )
+        .await?;
 
         manager
             .create_table(
@@ -321,7 +335,9 @@ impl MigrationTrait for Migration {
             Site::Table.into_iden(),
         ];
         for table in tables {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -11,7 +11,10 @@ pub fn run(config: Config, args: CheckParsersArgs) -> anyhow::Result<ExitCode> {
     match Registry::load(&directory) {
         Ok(registry) => {
             for info in registry.describe() {
-                println!("ok  {:<28} {:<12} {}", info.name, info.kind, info.description);
+                println!(
+                    "ok  {:<28} {:<12} {}",
+                    info.name, info.kind, info.description
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

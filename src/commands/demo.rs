@@ -51,7 +51,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     println!("  mqtt-supervisor demo");
     println!("  Devices page:  http://{address}/#token={admin_token}");
     println!("  Admin token:   {admin_token}");
-    println!("  MQTT broker:   mqtt://{broker_address}  (try: mosquitto_sub -p {} -t 'demo/#' -v)", args.broker_port);
+    println!(
+        "  MQTT broker:   mqtt://{broker_address}  (try: mosquitto_sub -p {} -t 'demo/#' -v)",
+        args.broker_port
+    );
     println!("  Stop with Ctrl-C.");
     println!();
     serve::serve_http(state, listener).await

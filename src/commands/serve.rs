@@ -31,7 +31,12 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     shutdown::cancel_on_signal(token.clone());
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
-        .with_context(|| format!("cannot listen on {} (http.addr / SUPERVISOR_HTTP_ADDR)", config.http.addr))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (http.addr / SUPERVISOR_HTTP_ADDR)",
+                config.http.addr
+            )
+        })?;
     let state = start(config, token).await?;
     serve_http(state, listener).await
 }
@@ -79,8 +84,8 @@ pub async fn serve_http(
     println!("listening on http://{address}");
     let token = state.shutdown.clone();
     let router = api::router(state.clone());
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(token.clone().cancelled_owned());
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(token.clone().cancelled_owned());
     if let Err(error) = server.await {
         tracing::error!(%error, "HTTP server failed");
         token.cancel();

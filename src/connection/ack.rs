@@ -22,7 +22,11 @@ impl std::fmt::Debug for Ack {
 }
 
 impl Ack {
-    pub fn new(client: AsyncClient, mut publish: Publish, current_generation: Arc<AtomicU64>) -> Ack {
+    pub fn new(
+        client: AsyncClient,
+        mut publish: Publish,
+        current_generation: Arc<AtomicU64>,
+    ) -> Ack {
         // Only the packet id matters for the acknowledgement; the payload travels separately.
         publish.payload = Default::default();
         let generation = current_generation.load(Ordering::SeqCst);

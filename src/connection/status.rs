@@ -166,8 +166,14 @@ impl StatusReporter {
 
         let now = Utc::now();
         let mut update = mqtt_connection::Entity::update_many()
-            .col_expr(mqtt_connection::Column::Status, Expr::value(status.as_str()))
-            .col_expr(mqtt_connection::Column::LastError, Expr::value(error.clone()))
+            .col_expr(
+                mqtt_connection::Column::Status,
+                Expr::value(status.as_str()),
+            )
+            .col_expr(
+                mqtt_connection::Column::LastError,
+                Expr::value(error.clone()),
+            )
             .col_expr(mqtt_connection::Column::UpdatedAt, Expr::value(now))
             .filter(mqtt_connection::Column::Id.eq(connection_id));
         if status == ConnectionStatus::Connected {

@@ -10,7 +10,9 @@ use figment::Figment;
 pub enum BrokerError {
     #[error("invalid embedded broker configuration: {0}")]
     Config(String),
-    #[error("the embedded broker cannot listen on {address}: the port is taken (pass --broker-port)")]
+    #[error(
+        "the embedded broker cannot listen on {address}: the port is taken (pass --broker-port)"
+    )]
     PortTaken { address: SocketAddr },
     #[error("the embedded broker did not start listening on {address} within 5 s")]
     NotListening { address: SocketAddr },

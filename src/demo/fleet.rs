@@ -44,8 +44,12 @@ pub async fn run(port: u16, shape: FleetShape, cancel: CancellationToken) {
         }
     });
     let dataloggers = shape.gateways * shape.dataloggers_per_gateway;
-    let mut temperatures: Vec<f64> = (0..dataloggers).map(|index| 18.0 + (index % 7) as f64).collect();
-    let mut humidities: Vec<f64> = (0..dataloggers).map(|index| 45.0 + (index % 11) as f64).collect();
+    let mut temperatures: Vec<f64> = (0..dataloggers)
+        .map(|index| 18.0 + (index % 7) as f64)
+        .collect();
+    let mut humidities: Vec<f64> = (0..dataloggers)
+        .map(|index| 45.0 + (index % 11) as f64)
+        .collect();
     let mut batteries: Vec<f64> = vec![3.9; dataloggers];
     let step = shape.interval / dataloggers.max(1) as u32;
     let mut sequence: u64 = 0;
@@ -89,23 +93,49 @@ pub async fn run(port: u16, shape: FleetShape, cancel: CancellationToken) {
                 "uptime": sequence * shape.interval.as_secs().max(1),
             });
             let _ = client
-                .publish(format!("demo/gateway/gw-{gateway}/status"), QoS::AtLeastOnce, false, status.to_string())
+                .publish(
+                    format!("demo/gateway/gw-{gateway}/status"),
+                    QoS::AtLeastOnce,
+                    false,
+                    status.to_string(),
+                )
                 .await;
         }
-        let telemetry = json!({"flow_rate": 12.0 + (sequence % 5) as f64, "pressure": 2.1, "pump_on": 1});
+        let telemetry =
+            json!({"flow_rate": 12.0 + (sequence % 5) as f64, "pressure": 2.1, "pump_on": 1});
         let _ = client
-            .publish("demo/telemetry/gw-1/pump-station", QoS::AtLeastOnce, false, telemetry.to_string())
+            .publish(
+                "demo/telemetry/gw-1/pump-station",
+                QoS::AtLeastOnce,
+                false,
+                telemetry.to_string(),
+            )
             .await;
         let relay_state = if sequence % 2 == 0 { "on" } else { "off" };
         let _ = client
-            .publish("relayctl/ctl-1/relay/1", QoS::AtLeastOnce, false, json!({"state": relay_state}).to_string())
+            .publish(
+                "relayctl/ctl-1/relay/1",
+                QoS::AtLeastOnce,
+                false,
+                json!({"state": relay_state}).to_string(),
+            )
             .await;
         if sequence % 5 == 0 {
             let _ = client
-                .publish("demo/gateway/gw-1/datalogger/dl-01", QoS::AtLeastOnce, false, bad_payload(sequence / 5))
+                .publish(
+                    "demo/gateway/gw-1/datalogger/dl-01",
+                    QoS::AtLeastOnce,
+                    false,
+                    bad_payload(sequence / 5),
+                )
                 .await;
             let _ = client
-                .publish(format!("demo/unmapped/sensor-{}", sequence % 3), QoS::AtLeastOnce, false, "{\"raw\": 1}")
+                .publish(
+                    format!("demo/unmapped/sensor-{}", sequence % 3),
+                    QoS::AtLeastOnce,
+                    false,
+                    "{\"raw\": 1}",
+                )
                 .await;
         }
     }

@@ -20,8 +20,16 @@ pub const PATTERNS: &[(&str, &str, bool)] = &[
         true,
     ),
     ("demo/gateway/{gateway}/status", "gateway_status_v1", true),
-    ("demo/telemetry/{gateway}/{datalogger}", "flat_telemetry", true),
-    ("relayctl/{gateway}/relay/{channel}", "relay_controller_v1", true),
+    (
+        "demo/telemetry/{gateway}/{datalogger}",
+        "flat_telemetry",
+        true,
+    ),
+    (
+        "relayctl/{gateway}/relay/{channel}",
+        "relay_controller_v1",
+        true,
+    ),
     ("relayctl/{gateway}/status", "relay_controller_v1", true),
     ("demo/#", "flat_telemetry", false),
 ];

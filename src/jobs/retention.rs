@@ -37,7 +37,10 @@ pub async fn purge(state: &AppState) -> Result<String, DbErr> {
             .await?
             .rows_affected;
         samples = discovered_topic::Entity::update_many()
-            .col_expr(discovered_topic::Column::LastPayload, Expr::value(Option::<String>::None))
+            .col_expr(
+                discovered_topic::Column::LastPayload,
+                Expr::value(Option::<String>::None),
+            )
             .filter(discovered_topic::Column::LastSeen.lt(cutoff))
             .filter(discovered_topic::Column::LastPayload.is_not_null())
             .exec(&state.db)

@@ -39,7 +39,11 @@ pub fn events(
                     );
                 }
                 for record in &output.dataloggers {
-                    let key = (message.site_id, record.gateway.clone(), record.identifier.clone());
+                    let key = (
+                        message.site_id,
+                        record.gateway.clone(),
+                        record.identifier.clone(),
+                    );
                     let sensors: Vec<SensorUpdate> = record
                         .sensors
                         .iter()
@@ -59,14 +63,16 @@ pub fn events(
                             })
                         })
                         .collect();
-                    let entry = dataloggers.entry(key).or_insert_with(|| Event::DataloggerUpdate {
-                        site_id: message.site_id,
-                        gateway: record.gateway.clone(),
-                        datalogger: record.identifier.clone(),
-                        ts: record.ts,
-                        is_online: true,
-                        sensors: Vec::new(),
-                    });
+                    let entry = dataloggers
+                        .entry(key)
+                        .or_insert_with(|| Event::DataloggerUpdate {
+                            site_id: message.site_id,
+                            gateway: record.gateway.clone(),
+                            datalogger: record.identifier.clone(),
+                            ts: record.ts,
+                            is_online: true,
+                            sensors: Vec::new(),
+                        });
                     if let Event::DataloggerUpdate {
                         ts,
                         sensors: existing,

@@ -164,7 +164,10 @@ async fn upsert_discovered<C: ConnectionTrait>(
     let mut unknown: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for tally in tallies {
         if !known_topics.contains(&(tally.site_id, tally.topic.clone())) {
-            unknown.entry(tally.site_id).or_default().push(tally.topic.clone());
+            unknown
+                .entry(tally.site_id)
+                .or_default()
+                .push(tally.topic.clone());
         }
     }
     let mut new_topics = Vec::new();
@@ -233,16 +236,18 @@ async fn upsert_gateways<C: ConnectionTrait>(
     let now = Utc::now();
     let entries: Vec<_> = folded.gateways.iter().collect();
     for chunk in entries.chunks(CHUNK_ROWS) {
-        let rows = chunk.iter().map(|((site_id, identifier), row)| gateway::ActiveModel {
-            site_id: Set(*site_id),
-            identifier: Set(identifier.clone()),
-            name: Set(None),
-            last_seen: Set(Some(row.last_seen)),
-            is_online: Set(row.is_online),
-            metadata: Set(row.metadata.clone().map(serde_json::Value::Object)),
-            created_at: Set(now),
-            ..Default::default()
-        });
+        let rows = chunk
+            .iter()
+            .map(|((site_id, identifier), row)| gateway::ActiveModel {
+                site_id: Set(*site_id),
+                identifier: Set(identifier.clone()),
+                name: Set(None),
+                last_seen: Set(Some(row.last_seen)),
+                is_online: Set(row.is_online),
+                metadata: Set(row.metadata.clone().map(serde_json::Value::Object)),
+                created_at: Set(now),
+                ..Default::default()
+            });
         gateway::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::columns([gateway::Column::SiteId, gateway::Column::Identifier])
@@ -258,7 +263,10 @@ async fn upsert_gateways<C: ConnectionTrait>(
     }
     let mut by_site: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for (site_id, identifier) in folded.gateways.keys() {
-        by_site.entry(*site_id).or_default().push(identifier.clone());
+        by_site
+            .entry(*site_id)
+            .or_default()
+            .push(identifier.clone());
     }
     for (site_id, identifiers) in by_site {
         for chunk in identifiers.chunks(CHUNK_ROWS) {
@@ -307,9 +315,12 @@ async fn upsert_dataloggers<C: ConnectionTrait>(
     for chunk in rows.chunks(CHUNK_ROWS) {
         datalogger::Entity::insert_many(chunk.to_vec())
             .on_conflict(
-                OnConflict::columns([datalogger::Column::GatewayId, datalogger::Column::Identifier])
-                    .update_columns([datalogger::Column::LastSeen, datalogger::Column::IsOnline])
-                    .to_owned(),
+                OnConflict::columns([
+                    datalogger::Column::GatewayId,
+                    datalogger::Column::Identifier,
+                ])
+                .update_columns([datalogger::Column::LastSeen, datalogger::Column::IsOnline])
+                .to_owned(),
             )
             .exec_without_returning(db)
             .await?;
@@ -362,7 +373,8 @@ async fn upsert_sensors<C: ConnectionTrait>(
         });
     }
     // An older reading arriving late must not overwrite the latest value.
-    let newer = "(sensor.last_reading_at IS NULL OR excluded.last_reading_at >= sensor.last_reading_at)";
+    let newer =
+        "(sensor.last_reading_at IS NULL OR excluded.last_reading_at >= sensor.last_reading_at)";
     for chunk in rows.chunks(CHUNK_ROWS) {
         sensor::Entity::insert_many(chunk.to_vec())
             .on_conflict(
@@ -395,8 +407,15 @@ async fn upsert_sensors<C: ConnectionTrait>(
             .all(db)
             .await?
         {
-            if let Some((site_id, gateway, datalogger_identifier)) = datalogger_of.get(&row.datalogger_id) {
-                let key = (*site_id, gateway.clone(), datalogger_identifier.clone(), row.name.clone());
+            if let Some((site_id, gateway, datalogger_identifier)) =
+                datalogger_of.get(&row.datalogger_id)
+            {
+                let key = (
+                    *site_id,
+                    gateway.clone(),
+                    datalogger_identifier.clone(),
+                    row.name.clone(),
+                );
                 if folded.sensors.contains_key(&key) {
                     ids.insert(key, row.id);
                 }

@@ -64,7 +64,9 @@ pub enum Outcome {
     Unrouted,
     Parsed(ParseOutput),
     /// Kept whole in the parsing log for replay.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// One message, decided; the writer only stores it.
@@ -222,7 +224,15 @@ mod tests {
     fn unmatched_topic_is_only_discovered() {
         let routes = SiteRoutes::build(&[spec(1, "a/#", "flat_telemetry")]);
         let registry = Arc::new(Registry::builtin());
-        let prepared = prepare(1, "b/c".into(), b"{}".to_vec(), Utc::now(), &routes, &registry, &LIMITS);
+        let prepared = prepare(
+            1,
+            "b/c".into(),
+            b"{}".to_vec(),
+            Utc::now(),
+            &routes,
+            &registry,
+            &LIMITS,
+        );
         assert!(matches!(prepared.outcome, Outcome::Unrouted));
         assert!(!prepared.is_processable());
     }
@@ -232,11 +242,30 @@ mod tests {
         let routes = SiteRoutes::build(&[spec(1, "a/{datalogger}", "flat_telemetry")]);
         let registry = Arc::new(Registry::builtin());
         for payload in [&b""[..], b"\xff\xfe", b"not json", b"[1,2]"] {
-            let prepared = prepare(1, "a/x".into(), payload.to_vec(), Utc::now(), &routes, &registry, &LIMITS);
-            assert!(matches!(prepared.outcome, Outcome::Failed { .. }), "{payload:?}");
+            let prepared = prepare(
+                1,
+                "a/x".into(),
+                payload.to_vec(),
+                Utc::now(),
+                &routes,
+                &registry,
+                &LIMITS,
+            );
+            assert!(
+                matches!(prepared.outcome, Outcome::Failed { .. }),
+                "{payload:?}"
+            );
         }
         let huge = vec![b' '; 2048];
-        let prepared = prepare(1, "a/x".into(), huge, Utc::now(), &routes, &registry, &LIMITS);
+        let prepared = prepare(
+            1,
+            "a/x".into(),
+            huge,
+            Utc::now(),
+            &routes,
+            &registry,
+            &LIMITS,
+        );
         assert!(matches!(prepared.outcome, Outcome::Failed { .. }));
     }
 
@@ -244,7 +273,15 @@ mod tests {
     fn unknown_parser_is_a_failure_not_a_panic() {
         let routes = SiteRoutes::build(&[spec(1, "a/#", "gone_v9")]);
         let registry = Arc::new(Registry::builtin());
-        let prepared = prepare(1, "a/x".into(), b"{}".to_vec(), Utc::now(), &routes, &registry, &LIMITS);
+        let prepared = prepare(
+            1,
+            "a/x".into(),
+            b"{}".to_vec(),
+            Utc::now(),
+            &routes,
+            &registry,
+            &LIMITS,
+        );
         match prepared.outcome {
             Outcome::Failed { error } => assert!(error.contains("gone_v9")),
             other => panic!("{other:?}"),
@@ -275,7 +312,15 @@ mod tests {
     fn sample_is_truncated() {
         let routes = SiteRoutes::default();
         let registry = Arc::new(Registry::builtin());
-        let prepared = prepare(1, "t".into(), vec![b'x'; 40], Utc::now(), &routes, &registry, &LIMITS);
+        let prepared = prepare(
+            1,
+            "t".into(),
+            vec![b'x'; 40],
+            Utc::now(),
+            &routes,
+            &registry,
+            &LIMITS,
+        );
         assert_eq!(prepared.sample(16).chars().count(), 17);
     }
 }

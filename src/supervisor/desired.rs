@@ -31,14 +31,17 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient
         .await?;
     let mut topics_by_site: BTreeMap<i32, Vec<TopicSpec>> = BTreeMap::new();
     for topic in topics {
-        topics_by_site.entry(topic.site_id).or_default().push(TopicSpec {
-            id: topic.id,
-            pattern: topic.pattern,
-            parser: topic.parser,
-            qos: u8::try_from(topic.qos.clamp(0, 2)).unwrap_or(1),
-            priority: topic.priority,
-            is_active: topic.is_active,
-        });
+        topics_by_site
+            .entry(topic.site_id)
+            .or_default()
+            .push(TopicSpec {
+                id: topic.id,
+                pattern: topic.pattern,
+                parser: topic.parser,
+                qos: u8::try_from(topic.qos.clamp(0, 2)).unwrap_or(1),
+                priority: topic.priority,
+                is_active: topic.is_active,
+            });
     }
     let mut desired = BTreeMap::new();
     for row in connections {
@@ -59,7 +62,10 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient
                 if row.last_error.as_deref() != Some(error.to_string().as_str()) {
                     mqtt_connection::Entity::update_many()
                         .col_expr(mqtt_connection::Column::Status, Expr::value("error"))
-                        .col_expr(mqtt_connection::Column::LastError, Expr::value(error.to_string()))
+                        .col_expr(
+                            mqtt_connection::Column::LastError,
+                            Expr::value(error.to_string()),
+                        )
                         .filter(mqtt_connection::Column::Id.eq(row.id))
                         .exec(db)
                         .await?;

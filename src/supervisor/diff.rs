@@ -100,7 +100,9 @@ mod tests {
         }
     }
 
-    fn desired(entries: Vec<(i32, ConnectionSettings, Vec<TopicSpec>)>) -> BTreeMap<i32, DesiredClient> {
+    fn desired(
+        entries: Vec<(i32, ConnectionSettings, Vec<TopicSpec>)>,
+    ) -> BTreeMap<i32, DesiredClient> {
         entries
             .into_iter()
             .map(|(site_id, settings, topics)| {
@@ -183,7 +185,11 @@ mod tests {
 
     #[test]
     fn changed_patterns_resubscribe_without_restart() {
-        let wanted = desired(vec![(1, settings(1), vec![topic(1, "a/#"), topic(2, "b/+")])]);
+        let wanted = desired(vec![(
+            1,
+            settings(1),
+            vec![topic(1, "a/#"), topic(2, "b/+")],
+        )]);
         let running_settings = settings(1);
         let running_topics = vec![topic(1, "a/#")];
         let running = BTreeMap::from([(
@@ -214,7 +220,11 @@ mod tests {
 
     #[test]
     fn a_thousand_clients_plan_in_one_pass() {
-        let wanted = desired((0..1000).map(|site| (site, settings(site), vec![])).collect());
+        let wanted = desired(
+            (0..1000)
+                .map(|site| (site, settings(site), vec![]))
+                .collect(),
+        );
         let running_settings: Vec<ConnectionSettings> = (500..1500).map(settings).collect();
         let running: BTreeMap<i32, RunningView<'_>> = running_settings
             .iter()
@@ -232,11 +242,17 @@ mod tests {
             .collect();
         let actions = plan(&wanted, &running);
         assert_eq!(
-            actions.iter().filter(|a| matches!(a, Action::Start(_))).count(),
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::Start(_)))
+                .count(),
             500
         );
         assert_eq!(
-            actions.iter().filter(|a| matches!(a, Action::Stop(_))).count(),
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::Stop(_)))
+                .count(),
             500
         );
     }

@@ -29,7 +29,8 @@ pub async fn run(state: AppState, writer: WriterHandle) {
         tracing::warn!(target: CONNECTION_TARGET, %error, "cannot reset stale connection statuses");
     }
     let mut running: BTreeMap<i32, RunningClient> = BTreeMap::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs(state.config.supervisor.reconcile_secs));
+    let mut ticker =
+        tokio::time::interval(Duration::from_secs(state.config.supervisor.reconcile_secs));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -119,7 +120,9 @@ async fn reconcile(
                 }
             }
             Action::UpdateTopics(site_id) => {
-                if let (Some(wanted), Some(client)) = (desired.get(site_id), running.get_mut(site_id)) {
+                if let (Some(wanted), Some(client)) =
+                    (desired.get(site_id), running.get_mut(site_id))
+                {
                     let routes = Arc::new(SiteRoutes::build(&wanted.topics));
                     let _ = client.handle.routes.send(routes);
                     client.topics = wanted.topics.clone();

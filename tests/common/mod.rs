@@ -633,3 +633,77 @@ pub fn config_args(directory: &std::path::Path, toml: &str) -> Vec<String> {
     std::fs::write(&path, toml).expect("write config");
     vec!["--config".into(), path.display().to_string()]
 }
+
+/// A TCP proxy in front of the database, so a test can take the database away (every open
+/// connection cut, new ones refused) and bring it back, over real sockets.
+pub struct TcpProxy {
+    pub port: u16,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: String) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept_paused = paused.clone();
+        let accept_connections = connections.clone();
+        let accept_task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if accept_paused.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut connections) = accept_connections.lock() {
+                    connections.push(task.abort_handle());
+                }
+            }
+        });
+        TcpProxy {
+            port,
+            paused,
+            connections,
+            accept_task,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones until `resume`.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        if let Ok(mut connections) = self.connections.lock() {
+            for connection in connections.drain(..) {
+                connection.abort();
+            }
+        }
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        self.pause();
+    }
+}
+
+/// The database URL with its host and port replaced by the proxy's.
+pub fn through_proxy(url: &str, proxy_port: u16) -> String {
+    let mut parsed = url::Url::parse(url).expect("database url");
+    parsed.set_host(Some("127.0.0.1")).expect("host");
+    parsed.set_port(Some(proxy_port)).expect("port");
+    parsed.to_string()
+}

@@ -1,0 +1,201 @@
+//! The message pipeline against a real broker and database: hostile payloads are kept for replay
+//! and never stop ingestion; a SIGKILL mid-stream and a database outage lose nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    config_args, insert_site, insert_topic, publisher_on, wait_for_row_status, PrivateBroker,
+    Service, ServiceOptions, TcpProxy, TestDatabase,
+};
+use mqtt_supervisor::entity::{discovered_topic, mqtt_parsing_log, sensor, sensor_reading};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+
+fn options(directory: &std::path::Path) -> ServiceOptions {
+    ServiceOptions {
+        reconcile_secs: 1,
+        args: config_args(
+            directory,
+            "[supervisor]\nbackoff_initial_ms = 200\nbackoff_max_secs = 2\n",
+        ),
+        ..Default::default()
+    }
+}
+
+async fn readings(db: &sea_orm::DatabaseConnection) -> u64 {
+    sensor_reading::Entity::find().count(db).await.unwrap_or(0)
+}
+
+/// One reading message: datalogger `index % 10`, its own timestamp, two sensors.
+fn reading_payload(index: usize) -> (String, String) {
+    let topic = format!("fleet/gateway/gw-{}/datalogger/dl-{}", index % 2, index % 10);
+    let ts = chrono::DateTime::from_timestamp(1_700_000_000 + index as i64, 0)
+        .expect("timestamp")
+        .to_rfc3339();
+    let payload = serde_json::json!({
+        "ts": ts,
+        "sensors": [
+            {"name": "temperature", "value": index as f64 / 10.0, "unit": "°C"},
+            {"name": "humidity", "value": (index % 100) as f64},
+        ]
+    });
+    (topic, payload.to_string())
+}
+
+#[tokio::test]
+async fn hostile_payloads_are_logged_whole_and_ingestion_goes_on() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let _service = Service::start_with(&database, options(database.directory.path()));
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    insert_topic(&db, site_id, "fleet/gateway/{gateway}/datalogger/{datalogger}", "datalogger_readings_v1").await;
+    insert_topic(&db, site_id, "flat/{gateway}/{datalogger}", "flat_telemetry").await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut deeply_nested = "[".repeat(100_000).into_bytes();
+    deeply_nested.extend(std::iter::repeat_n(b']', 100_000));
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("fleet/gateway/g/datalogger/d", Vec::new()),
+        ("fleet/gateway/g/datalogger/d", vec![0xff, 0xfe, 0x00, 0x80, 0x01]),
+        ("fleet/gateway/g/datalogger/d", vec![b' '; 300 * 1024]),
+        ("fleet/gateway/g/datalogger/d", deeply_nested),
+        ("fleet/gateway/g/datalogger/d", br#"{"sensors": [{"name": "t", "value": 1e400}]}"#.to_vec()),
+        ("fleet/gateway/g/datalogger/d", br#"{"sensors": [{"name": "t", "value": NaN}]}"#.to_vec()),
+        ("fleet/gateway/g/datalogger/d", br#"{"sensors": [{"name": "t", "value": "21.5"}]}"#.to_vec()),
+        ("fleet/gateway/g/datalogger/d", br#"{"sensors": {"name": "t", "value": 1}}"#.to_vec()),
+        ("fleet/gateway/g/datalogger/d", br#"{"sensors": [{"value": 1}]}"#.to_vec()),
+        ("fleet/gateway/g/datalogger/d", br#"{"ts": "not a time", "sensors": []}"#.to_vec()),
+        ("flat/g/d", br#"["not", "an", "object"]"#.to_vec()),
+        ("flat/g/d", br#"{"only": "text"}"#.to_vec()),
+    ];
+    let publisher = publisher_on(broker.port).await;
+    for (topic, payload) in &hostile {
+        publisher.publish(topic, payload.clone()).await;
+    }
+    publisher
+        .publish(
+            "fleet/gateway/g/datalogger/d",
+            r#"{"ts": "2026-01-01T00:00:00Z", "sensors": [{"name": "t", "value": 21.5, "unit": "°C"}]}"#,
+        )
+        .await;
+
+    let logs = common::eventually(Duration::from_secs(20), "every hostile payload logged", || async {
+        let logs = mqtt_parsing_log::Entity::find()
+            .filter(mqtt_parsing_log::Column::SiteId.eq(site_id))
+            .order_by_asc(mqtt_parsing_log::Column::Id)
+            .all(&db)
+            .await
+            .unwrap_or_default();
+        (logs.len() == hostile.len()).then_some(logs)
+    })
+    .await;
+    for (log, (topic, payload)) in logs.iter().zip(&hostile) {
+        assert_eq!(log.topic, *topic);
+        assert_eq!(&log.payload, payload, "the payload is kept byte for byte (error: {})", log.error);
+        assert!(!log.error.is_empty());
+    }
+    common::eventually(Duration::from_secs(10), "the valid reading after them", || async {
+        (readings(&db).await == 1).then_some(())
+    })
+    .await;
+    let stored = sensor::Entity::find().one(&db).await.expect("read").expect("sensor");
+    assert_eq!(stored.last_value, Some(21.5));
+    assert_eq!(stored.unit.as_deref(), Some("°C"));
+}
+
+#[tokio::test]
+async fn a_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
+    const MESSAGES: usize = 3000;
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let mut service = Service::start_with(&database, options(database.directory.path()));
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    insert_topic(&db, site_id, "fleet/gateway/{gateway}/datalogger/{datalogger}", "datalogger_readings_v1").await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let publisher = publisher_on(broker.port).await;
+    for index in 0..MESSAGES {
+        let (topic, payload) = reading_payload(index);
+        publisher.publish(&topic, payload).await;
+        if index == MESSAGES / 3 {
+            service.kill();
+        }
+    }
+    // The broker holds what the dead service did not acknowledge; a new process picks it up.
+    let _restarted = Service::start_with(&database, options(database.directory.path()));
+    common::eventually(Duration::from_secs(60), "every reading stored", || async {
+        (readings(&db).await == 2 * MESSAGES as u64).then_some(())
+    })
+    .await;
+    // And no more arrive later: nothing is stored twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(readings(&db).await, 2 * MESSAGES as u64);
+    let counted: i64 = discovered_topic::Entity::find()
+        .all(&db)
+        .await
+        .expect("read")
+        .iter()
+        .map(|topic| topic.message_count)
+        .sum();
+    assert!(counted >= MESSAGES as i64, "discovery counted {counted}");
+}
+
+// The proxy runs on the test's runtime while the harness blocks a thread waiting for the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_holds_messages_and_stores_them_when_it_returns() {
+    let database = TestDatabase::new().await;
+    if !database.is_postgres() {
+        eprintln!("skipped on SQLite: an embedded database cannot go away; runs with TEST_DATABASE_URL=postgres://…");
+        return;
+    }
+    let parsed = url::Url::parse(&database.url).expect("url");
+    let target = format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(5432)
+    );
+    let proxy = TcpProxy::start(target).await;
+    let mut service_options = options(database.directory.path());
+    service_options
+        .extra_env
+        .push(("DATABASE_URL".into(), common::through_proxy(&database.url, proxy.port)));
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(&database, service_options);
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    insert_topic(&db, site_id, "fleet/gateway/{gateway}/datalogger/{datalogger}", "datalogger_readings_v1").await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    const MESSAGES: usize = 1500;
+    let publisher = publisher_on(broker.port).await;
+    for index in 0..MESSAGES {
+        let (topic, payload) = reading_payload(index);
+        publisher.publish(&topic, payload).await;
+        if index == MESSAGES / 3 {
+            proxy.pause();
+        }
+        if index % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if index == 2 * MESSAGES / 3 {
+            // The database stays away for ten seconds while publishing goes on.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            proxy.resume();
+        }
+    }
+    common::eventually(Duration::from_secs(90), "every reading stored after the outage", || async {
+        (readings(&db).await == 2 * MESSAGES as u64).then_some(())
+    })
+    .await;
+    assert!(
+        service.output().contains("cannot store a batch"),
+        "the outage must have reached the writer:\n{}",
+        service.output()
+    );
+}
