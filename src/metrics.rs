@@ -39,6 +39,8 @@ pub struct Metrics {
     pub websocket_clients: Gauge,
     pub websocket_dropped: Counter,
     pub pipeline_queue_depth: Gauge,
+    pub reconcile_seconds: Histogram,
+    pub running_clients: Gauge,
     processed_total: AtomicU64,
     errors_total: AtomicU64,
     last_message_millis: AtomicI64,
@@ -64,6 +66,18 @@ impl Metrics {
         let websocket_clients = Gauge::default();
         let websocket_dropped = Counter::default();
         let pipeline_queue_depth = Gauge::default();
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let running_clients = Gauge::default();
+        registry.register(
+            "reconcile_seconds",
+            "Duration of one reconcile pass (database read, diff, starts and stops)",
+            reconcile_seconds.clone(),
+        );
+        registry.register(
+            "running_clients",
+            "MQTT client tasks the supervisor runs",
+            running_clients.clone(),
+        );
         registry.register(
             "messages_received",
             "MQTT messages received, per site",
@@ -132,6 +146,8 @@ impl Metrics {
             websocket_clients,
             websocket_dropped,
             pipeline_queue_depth,
+            reconcile_seconds,
+            running_clients,
             processed_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
             last_message_millis: AtomicI64::new(0),

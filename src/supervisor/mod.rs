@@ -39,7 +39,13 @@ pub async fn run(state: AppState, writer: WriterHandle) {
             _ = state.supervisor.woken() => {}
         }
         let started = Instant::now();
-        match reconcile(&state, &writer, &mut running).await {
+        let outcome = reconcile(&state, &writer, &mut running).await;
+        state
+            .metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        state.metrics.running_clients.set(running.len() as i64);
+        match outcome {
             Ok(actions) if actions > 0 => tracing::info!(
                 target: CONNECTION_TARGET,
                 actions,
