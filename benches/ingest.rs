@@ -39,7 +39,10 @@ fn options() -> Options {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--messages" => {
-                options.messages = args.next().and_then(|v| v.parse().ok()).unwrap_or(options.messages)
+                options.messages = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(options.messages)
             }
             "--database-url" => options.database_url = args.next().unwrap_or(options.database_url),
             "--skip-connections" => options.connections = false,
@@ -209,7 +212,10 @@ impl Service {
             .env("SUPERVISOR_ADMIN_TOKEN", TOKEN)
             .env("SUPERVISOR_RECONCILE_SECS", "1")
             .env("SUPERVISOR_LOG_DIR", log_dir)
-            .env("SUPERVISOR_PARSERS_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/parsers"))
+            .env(
+                "SUPERVISOR_PARSERS_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/parsers"),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -232,17 +238,30 @@ impl Service {
     }
 
     fn rss_megabytes(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .map(|kilobytes| kilobytes / 1024.0)
             .unwrap_or(0.0)
     }
 
     async fn metric(&self, name: &str) -> Option<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.base_url)).await.ok()?.text().await.ok()?;
+        let text = reqwest::get(format!("{}/metrics", self.base_url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         text.lines()
             .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
             .and_then(|line| line.rsplit(' ').next())
@@ -276,7 +295,12 @@ async fn fresh_database(base: &str) -> String {
     url.to_string()
 }
 
-async fn seed_site(db: &sea_orm::DatabaseConnection, port: u16, slug: &str, pattern: Option<&str>) -> i32 {
+async fn seed_site(
+    db: &sea_orm::DatabaseConnection,
+    port: u16,
+    slug: &str,
+    pattern: Option<&str>,
+) -> i32 {
     let now = Utc::now();
     let site = site::ActiveModel {
         name: Set(slug.into()),
@@ -329,7 +353,11 @@ async fn seed_site(db: &sea_orm::DatabaseConnection, port: u16, slug: &str, patt
     site.id
 }
 
-async fn wait_connected(db: &sea_orm::DatabaseConnection, count: u64, timeout: Duration) -> Duration {
+async fn wait_connected(
+    db: &sea_orm::DatabaseConnection,
+    count: u64,
+    timeout: Duration,
+) -> Duration {
     use sea_orm::{ColumnTrait, QueryFilter};
     let started = Instant::now();
     loop {
@@ -349,8 +377,16 @@ async fn end_to_end(options: &Options, broker: &Broker, raw: f64) {
     let database_url = fresh_database(&options.database_url).await;
     let logs = tempfile::tempdir().expect("tempdir");
     let service = Service::start(&database_url, logs.path());
-    let db = Database::connect(database_url.clone()).await.expect("connect");
-    let site_id = seed_site(&db, broker.port, "bench", Some("bench/gateway/{gateway}/datalogger/{datalogger}")).await;
+    let db = Database::connect(database_url.clone())
+        .await
+        .expect("connect");
+    let site_id = seed_site(
+        &db,
+        broker.port,
+        "bench",
+        Some("bench/gateway/{gateway}/datalogger/{datalogger}"),
+    )
+    .await;
     wait_connected(&db, 1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -359,7 +395,10 @@ async fn end_to_end(options: &Options, broker: &Broker, raw: f64) {
     let publishing = tokio::spawn(publish_all(broker.port, options.messages, 1_700_000_000));
     let mut last_count = 0;
     loop {
-        last_count = sensor_reading::Entity::find().count(&db).await.unwrap_or(last_count);
+        last_count = sensor_reading::Entity::find()
+            .count(&db)
+            .await
+            .unwrap_or(last_count);
         if last_count >= expected || started.elapsed() > Duration::from_secs(600) {
             break;
         }
@@ -368,11 +407,25 @@ async fn end_to_end(options: &Options, broker: &Broker, raw: f64) {
     let elapsed = started.elapsed();
     let publish_elapsed = publishing.await.unwrap_or_default();
     let rate = options.messages as f64 / elapsed.as_secs_f64();
-    println!("end-to-end: {} messages ({} readings stored of {expected}) in {:.2} s", options.messages, last_count, elapsed.as_secs_f64());
-    println!("  publisher finished after {:.2} s", publish_elapsed.as_secs_f64());
-    println!("  ingest rate: {rate:.0} messages/s ({:.0} readings/s)", rate * 2.0);
+    println!(
+        "end-to-end: {} messages ({} readings stored of {expected}) in {:.2} s",
+        options.messages,
+        last_count,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  publisher finished after {:.2} s",
+        publish_elapsed.as_secs_f64()
+    );
+    println!(
+        "  ingest rate: {rate:.0} messages/s ({:.0} readings/s)",
+        rate * 2.0
+    );
     println!("  ratio to raw broker→subscriber rate: {:.2}", rate / raw);
-    println!("  service RSS after ingest: {:.1} MB", service.rss_megabytes());
+    println!(
+        "  service RSS after ingest: {:.1} MB",
+        service.rss_megabytes()
+    );
 
     latency(&service, broker, site_id).await;
     drop(service);
@@ -380,27 +433,44 @@ async fn end_to_end(options: &Options, broker: &Broker, raw: f64) {
 
 /// Publish-to-WebSocket latency at a steady 2 000 messages/s for 10 s.
 async fn latency(service: &Service, broker: &Broker, site_id: i32) {
-    let ws_url = format!("{}/ws?token={TOKEN}", service.base_url.replacen("http://", "ws://", 1));
+    let ws_url = format!(
+        "{}/ws?token={TOKEN}",
+        service.base_url.replacen("http://", "ws://", 1)
+    );
     let Ok((mut socket, _)) = tokio_tungstenite::connect_async(ws_url).await else {
         println!("latency: the WebSocket endpoint is not available; skipped");
         return;
     };
     let subscribe = serde_json::json!({"subscribe": {"site_id": site_id}}).to_string();
-    let _ = socket.send(tokio_tungstenite::tungstenite::Message::Text(subscribe.into())).await;
+    let _ = socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            subscribe.into(),
+        ))
+        .await;
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let collected = latencies.clone();
     let reader = tokio::spawn(async move {
         while let Some(Ok(message)) = socket.next().await {
             let received = Utc::now();
-            let Ok(text) = message.into_text() else { continue };
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let Ok(text) = message.into_text() else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
             if event["type"] != "datalogger_update" {
                 continue;
             }
             if let Some(sensors) = event["sensors"].as_array() {
                 for sensor in sensors.iter().take(1) {
-                    if let Some(ts) = sensor["ts"].as_str().and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok()) {
-                        let millis = (received - ts.with_timezone(&Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                    if let Some(ts) = sensor["ts"]
+                        .as_str()
+                        .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
+                    {
+                        let millis = (received - ts.with_timezone(&Utc))
+                            .num_microseconds()
+                            .unwrap_or(0) as f64
+                            / 1000.0;
                         if let Ok(mut all) = collected.lock() {
                             all.push(millis);
                         }
@@ -419,7 +489,9 @@ async fn latency(service: &Service, broker: &Broker, site_id: i32) {
         for _ in 0..2 {
             // Each message is stamped with its publish time; the event carries it back.
             let (topic, payload) = reading(index, Utc::now());
-            let _ = publisher.publish(topic, QoS::AtLeastOnce, false, payload).await;
+            let _ = publisher
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await;
             index += 1;
         }
     }
@@ -460,20 +532,41 @@ async fn connections(options: &Options, broker: &Broker) {
         .expect("activate");
     let to_connect = wait_connected(&db, 1000, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let passes = service.metric("mqtt_supervisor_reconcile_seconds_count").await.unwrap_or(0.0);
-    let total = service.metric("mqtt_supervisor_reconcile_seconds_sum").await.unwrap_or(0.0);
+    let passes = service
+        .metric("mqtt_supervisor_reconcile_seconds_count")
+        .await
+        .unwrap_or(0.0);
+    let total = service
+        .metric("mqtt_supervisor_reconcile_seconds_sum")
+        .await
+        .unwrap_or(0.0);
     // Steady state: passes with 1 000 running clients and nothing to change.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let passes_after = service.metric("mqtt_supervisor_reconcile_seconds_count").await.unwrap_or(0.0);
-    let total_after = service.metric("mqtt_supervisor_reconcile_seconds_sum").await.unwrap_or(0.0);
-    println!("connections: 1000 connected {:.2} s after activation", to_connect.as_secs_f64());
-    println!("  mean reconcile pass (including the start pass): {:.1} ms over {passes} passes", 1000.0 * total / passes.max(1.0));
+    let passes_after = service
+        .metric("mqtt_supervisor_reconcile_seconds_count")
+        .await
+        .unwrap_or(0.0);
+    let total_after = service
+        .metric("mqtt_supervisor_reconcile_seconds_sum")
+        .await
+        .unwrap_or(0.0);
+    println!(
+        "connections: 1000 connected {:.2} s after activation",
+        to_connect.as_secs_f64()
+    );
+    println!(
+        "  mean reconcile pass (including the start pass): {:.1} ms over {passes} passes",
+        1000.0 * total / passes.max(1.0)
+    );
     println!(
         "  mean steady reconcile pass with 1000 running: {:.1} ms over {} passes",
         1000.0 * (total_after - total) / (passes_after - passes).max(1.0),
         passes_after - passes
     );
-    println!("  RSS: {idle_rss:.1} MB idle, {:.1} MB with 1000 connections", service.rss_megabytes());
+    println!(
+        "  RSS: {idle_rss:.1} MB idle, {:.1} MB with 1000 connections",
+        service.rss_megabytes()
+    );
     let started = Instant::now();
     mqtt_connection::Entity::update_many()
         .col_expr(mqtt_connection::Column::IsActive, Expr::value(false))
@@ -492,7 +585,10 @@ async fn connections(options: &Options, broker: &Broker) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("  1000 stopped {:.2} s after deactivation", started.elapsed().as_secs_f64());
+    println!(
+        "  1000 stopped {:.2} s after deactivation",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::main]

@@ -50,6 +50,7 @@ pub struct Config {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    pub connect_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -57,17 +57,36 @@ async fn every_route_but_the_public_ones_needs_the_token() {
             .await
             .expect("request");
         if access == Access::Public {
-            assert_ne!(without.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert_ne!(
+                without.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}"
+            );
             continue;
         }
-        assert!(without.headers().contains_key("www-authenticate"), "{method} {path}");
+        assert!(
+            without.headers().contains_key("www-authenticate"),
+            "{method} {path}"
+        );
         let (status, body) = error_code(without).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without a token");
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token"
+        );
         assert_eq!(body["error"]["code"], "unauthorized", "{method} {path}");
         let (status, body) = error_code(wrong).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with a wrong token");
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a wrong token"
+        );
         assert_eq!(body["error"]["message"], "the admin token is not valid");
-        assert_ne!(right.status(), StatusCode::UNAUTHORIZED, "{method} {path} with the token");
+        assert_ne!(
+            right.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with the token"
+        );
     }
 
     // The socket takes the token from the query too, checked before any upgrade.
@@ -82,7 +101,11 @@ async fn every_route_but_the_public_ones_needs_the_token() {
         .send()
         .await
         .expect("request");
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "authorised, but not an upgrade");
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "authorised, but not an upgrade"
+    );
     // A REST route does not take the token from the query.
     let response = anonymous
         .get(service.url("/api/sites?token=test-admin-token"))
@@ -121,10 +144,18 @@ async fn public_read_opens_reads_but_not_mutations() {
             .expect("request");
         match access {
             Access::Admin => {
-                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path}")
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path}"
+                )
             }
             Access::Public | Access::Read | Access::ReadSocket => {
-                assert_ne!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path}")
+                assert_ne!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path}"
+                )
             }
         }
     }
@@ -152,7 +183,10 @@ async fn each_error_class_has_its_status_and_code() {
     for (payload, field) in [
         (json!({"slug": "a"}), "name"),
         (json!({"name": 5, "slug": "a"}), "name"),
-        (json!({"name": "a", "slug": "a", "is_active": "yes"}), "is_active"),
+        (
+            json!({"name": "a", "slug": "a", "is_active": "yes"}),
+            "is_active",
+        ),
         (json!(["name", "slug"]), "body"),
     ] {
         let response = client
@@ -245,7 +279,10 @@ async fn bodies_over_the_limit_are_refused_with_413() {
     let service = Service::start_with(
         &database,
         ServiceOptions {
-            args: config_args(database.directory.path(), "[http]\nbody_limit_bytes = 1024\n"),
+            args: config_args(
+                database.directory.path(),
+                "[http]\nbody_limit_bytes = 1024\n",
+            ),
             ..ServiceOptions::default()
         },
     );
@@ -280,7 +317,10 @@ async fn preflight(service: &Service, origin: &str) -> reqwest::Response {
         .request(Method::OPTIONS, service.url("/api/sites"))
         .header("Origin", origin)
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "authorization, content-type")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        )
         .send()
         .await
         .expect("preflight")
@@ -347,7 +387,10 @@ async fn the_openapi_document_describes_exactly_the_router() {
         .expect("request");
     assert_eq!(response.status(), StatusCode::OK);
     let document: Value = response.json().await.expect("json");
-    assert!(document["openapi"].as_str().expect("version").starts_with("3."));
+    assert!(document["openapi"]
+        .as_str()
+        .expect("version")
+        .starts_with("3."));
 
     let mut described = BTreeSet::new();
     for (path, item) in document["paths"].as_object().expect("paths") {
@@ -381,11 +424,18 @@ async fn the_openapi_document_describes_exactly_the_router() {
             .send()
             .await
             .expect("request");
-        assert_ne!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
         if response.status() == StatusCode::NOT_FOUND {
             let body: Value = response.json().await.unwrap_or(Value::Null);
             let message = body["error"]["message"].as_str().unwrap_or_default();
-            assert!(!message.starts_with("no endpoint"), "{method} {path}: {message}");
+            assert!(
+                !message.starts_with("no endpoint"),
+                "{method} {path}: {message}"
+            );
         }
     }
 }

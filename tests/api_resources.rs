@@ -91,23 +91,54 @@ async fn sites_are_created_listed_changed_and_deleted() {
     let database = TestDatabase::new().await;
     let service = Service::start(&database);
 
-    let (status, site) = post(&service, "/api/sites", json!({"name": "North plant", "slug": "north"})).await;
+    let (status, site) = post(
+        &service,
+        "/api/sites",
+        json!({"name": "North plant", "slug": "north"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(keys(&site), key_set(&["id", "name", "slug", "is_active", "created_at"]));
+    assert_eq!(
+        keys(&site),
+        key_set(&["id", "name", "slug", "is_active", "created_at"])
+    );
     assert_eq!(site["name"], "North plant");
     assert_eq!(site["is_active"], true);
     let id = site["id"].as_i64().expect("id");
 
-    let (status, body) = post(&service, "/api/sites", json!({"name": "Again", "slug": "north"})).await;
+    let (status, body) = post(
+        &service,
+        "/api/sites",
+        json!({"name": "Again", "slug": "north"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "conflict");
-    assert!(body["error"]["message"].as_str().expect("message").contains("north"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("north"));
 
-    let (status, body) = post(&service, "/api/sites", json!({"name": "x", "slug": "North Plant"})).await;
+    let (status, body) = post(
+        &service,
+        "/api/sites",
+        json!({"name": "x", "slug": "North Plant"}),
+    )
+    .await;
     assert_field_error(status, &body, "slug");
-    let (status, body) = post(&service, "/api/sites", json!({"name": "  ", "slug": "blank"})).await;
+    let (status, body) = post(
+        &service,
+        "/api/sites",
+        json!({"name": "  ", "slug": "blank"}),
+    )
+    .await;
     assert_field_error(status, &body, "name");
-    let (status, body) = post(&service, "/api/sites", json!({"name": "x", "slug": "a".repeat(65)})).await;
+    let (status, body) = post(
+        &service,
+        "/api/sites",
+        json!({"name": "x", "slug": "a".repeat(65)}),
+    )
+    .await;
     assert_field_error(status, &body, "slug");
 
     let (status, created) = post(
@@ -151,14 +182,29 @@ async fn sites_are_created_listed_changed_and_deleted() {
     assert_eq!(changed["is_active"], false);
     assert_eq!(changed["slug"], "north");
 
-    let (status, body) = patch(&service, &format!("/api/sites/{id}"), json!({"slug": "south"})).await;
+    let (status, body) = patch(
+        &service,
+        &format!("/api/sites/{id}"),
+        json!({"slug": "south"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, body) = patch(&service, &format!("/api/sites/{id}"), json!({"name": null})).await;
     assert_field_error(status, &body, "name");
-    let (status, body) = patch(&service, &format!("/api/sites/{id}"), json!({"is_active": "yes"})).await;
+    let (status, body) = patch(
+        &service,
+        &format!("/api/sites/{id}"),
+        json!({"is_active": "yes"}),
+    )
+    .await;
     assert_field_error(status, &body, "is_active");
     // Renaming to its own slug is not a conflict.
-    let (status, _) = patch(&service, &format!("/api/sites/{id}"), json!({"slug": "north"})).await;
+    let (status, _) = patch(
+        &service,
+        &format!("/api/sites/{id}"),
+        json!({"slug": "north"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, body) = delete(&service, &format!("/api/sites/{id}")).await;
@@ -186,9 +232,25 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
     assert_eq!(
         keys(&connection),
         key_set(&[
-            "id", "site_id", "host", "port", "username", "has_password", "client_id", "use_tls",
-            "ca_file", "keepalive_secs", "clean_session", "is_active", "status", "last_error",
-            "connected_at", "created_at", "updated_at", "reconnect_attempts", "retry_in_ms",
+            "id",
+            "site_id",
+            "host",
+            "port",
+            "username",
+            "has_password",
+            "client_id",
+            "use_tls",
+            "ca_file",
+            "keepalive_secs",
+            "clean_session",
+            "is_active",
+            "status",
+            "last_error",
+            "connected_at",
+            "created_at",
+            "updated_at",
+            "reconnect_attempts",
+            "retry_in_ms",
         ])
     );
     assert_eq!(connection["client_id"], "mqtt-supervisor-plant-7");
@@ -212,15 +274,39 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
 
     let other_site = new_site(&service, "plant-8").await;
     for (body, field) in [
-        (json!({"site_id": 999_999, "host": "h", "port": 1883}), "site_id"),
-        (json!({"site_id": other_site, "host": "h", "port": 70_000}), "port"),
-        (json!({"site_id": other_site, "host": "h", "port": 0}), "port"),
-        (json!({"site_id": other_site, "host": "h", "port": "1883"}), "port"),
+        (
+            json!({"site_id": 999_999, "host": "h", "port": 1883}),
+            "site_id",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 70_000}),
+            "port",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 0}),
+            "port",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": "1883"}),
+            "port",
+        ),
         (json!({"site_id": other_site, "port": 1883}), "host"),
-        (json!({"site_id": other_site, "host": "", "port": 1883}), "host"),
-        (json!({"site_id": other_site, "host": "h", "port": 1883, "keepalive_secs": 2}), "keepalive_secs"),
-        (json!({"site_id": other_site, "host": "h", "port": 1883, "use_tls": "no"}), "use_tls"),
-        (json!({"site_id": other_site, "host": "h", "port": 1883, "client_id": ""}), "client_id"),
+        (
+            json!({"site_id": other_site, "host": "", "port": 1883}),
+            "host",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 1883, "keepalive_secs": 2}),
+            "keepalive_secs",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 1883, "use_tls": "no"}),
+            "use_tls",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 1883, "client_id": ""}),
+            "client_id",
+        ),
     ] {
         let (status, error) = post(&service, "/api/mqtt/connections", body.clone()).await;
         assert_field_error(status, &error, field);
@@ -231,7 +317,10 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
         json!({"site_id": other_site, "host": "h", "port": 70_000}),
     )
     .await;
-    assert_eq!(error["error"]["message"], "port: must be between 1 and 65535 (got 70000)");
+    assert_eq!(
+        error["error"]["message"],
+        "port: must be between 1 and 65535 (got 70000)"
+    );
 
     let (status, created) = post(
         &service,
@@ -257,7 +346,11 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
     }
     let (_, list) = get(&service, "/api/mqtt/connections").await;
     assert_eq!(list.as_array().expect("array").len(), 2);
-    let (_, list) = get(&service, &format!("/api/mqtt/connections?site_id={other_site}")).await;
+    let (_, list) = get(
+        &service,
+        &format!("/api/mqtt/connections?site_id={other_site}"),
+    )
+    .await;
     assert_eq!(list.as_array().expect("array").len(), 1);
     assert_eq!(list[0]["site_id"], other_site);
 
@@ -274,7 +367,8 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
     assert_eq!(changed["username"], "operator");
     assert_eq!(changed["ca_file"], "/etc/ca.pem");
     assert!(time(&changed["updated_at"]) >= time(&connection["updated_at"]));
-    let (status, changed) = patch(&service, &path, json!({"password": "new", "ca_file": null})).await;
+    let (status, changed) =
+        patch(&service, &path, json!({"password": "new", "ca_file": null})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(changed["has_password"], true);
     assert_eq!(changed["ca_file"], Value::Null);
@@ -293,7 +387,12 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
     assert_field_error(status, &body, "host");
     let (status, body) = patch(&service, &path, json!({"keepalive_secs": 70_000})).await;
     assert_field_error(status, &body, "keepalive_secs");
-    let (status, _) = patch(&service, "/api/mqtt/connection/999999/", json!({"is_active": true})).await;
+    let (status, _) = patch(
+        &service,
+        "/api/mqtt/connection/999999/",
+        json!({"is_active": true}),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, _) = delete(&service, &path).await;
@@ -327,8 +426,16 @@ async fn topic_patterns_are_validated_and_managed() {
     assert_eq!(
         keys(&topic),
         key_set(&[
-            "id", "site_id", "pattern", "parser", "qos", "is_active", "priority",
-            "subscription_filter", "created_at", "updated_at",
+            "id",
+            "site_id",
+            "pattern",
+            "parser",
+            "qos",
+            "is_active",
+            "priority",
+            "subscription_filter",
+            "created_at",
+            "updated_at",
         ])
     );
     assert_eq!(topic["qos"], 1);
@@ -371,13 +478,34 @@ async fn topic_patterns_are_validated_and_managed() {
         "{body}"
     );
     for (body, field) in [
-        (json!({"site_id": site_id, "pattern": "a/{x}/{x}", "parser": "flat_telemetry"}), "pattern"),
-        (json!({"site_id": site_id, "pattern": "", "parser": "flat_telemetry"}), "pattern"),
-        (json!({"site_id": site_id, "parser": "flat_telemetry"}), "pattern"),
-        (json!({"site_id": site_id, "pattern": "a", "parser": "flat_telemetry", "qos": 3}), "qos"),
-        (json!({"site_id": site_id, "pattern": "a", "parser": "flat_telemetry", "priority": 1.5}), "priority"),
-        (json!({"site_id": 999_999, "pattern": "a", "parser": "flat_telemetry"}), "site_id"),
-        (json!({"pattern": "a", "parser": "flat_telemetry"}), "site_id"),
+        (
+            json!({"site_id": site_id, "pattern": "a/{x}/{x}", "parser": "flat_telemetry"}),
+            "pattern",
+        ),
+        (
+            json!({"site_id": site_id, "pattern": "", "parser": "flat_telemetry"}),
+            "pattern",
+        ),
+        (
+            json!({"site_id": site_id, "parser": "flat_telemetry"}),
+            "pattern",
+        ),
+        (
+            json!({"site_id": site_id, "pattern": "a", "parser": "flat_telemetry", "qos": 3}),
+            "qos",
+        ),
+        (
+            json!({"site_id": site_id, "pattern": "a", "parser": "flat_telemetry", "priority": 1.5}),
+            "priority",
+        ),
+        (
+            json!({"site_id": 999_999, "pattern": "a", "parser": "flat_telemetry"}),
+            "site_id",
+        ),
+        (
+            json!({"pattern": "a", "parser": "flat_telemetry"}),
+            "site_id",
+        ),
     ] {
         let (status, error) = post(&service, "/api/mqtt/topics", body.clone()).await;
         assert_field_error(status, &error, field);
@@ -403,9 +531,19 @@ async fn topic_patterns_are_validated_and_managed() {
     assert_eq!(changed["is_active"], false);
     assert_eq!(changed["qos"], 2);
     assert_eq!(changed["subscription_filter"], "plant/+/#");
-    let (status, body) = patch(&service, &format!("/api/mqtt/topics/{id}"), json!({"pattern": "x/+y"})).await;
+    let (status, body) = patch(
+        &service,
+        &format!("/api/mqtt/topics/{id}"),
+        json!({"pattern": "x/+y"}),
+    )
+    .await;
     assert_field_error(status, &body, "pattern");
-    let (status, body) = patch(&service, &format!("/api/mqtt/topics/{id}"), json!({"parser": "nope"})).await;
+    let (status, body) = patch(
+        &service,
+        &format!("/api/mqtt/topics/{id}"),
+        json!({"parser": "nope"}),
+    )
+    .await;
     assert_field_error(status, &body, "parser");
     let (status, _) = patch(&service, "/api/mqtt/topics/999999", json!({"priority": 1})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -442,8 +580,18 @@ async fn parsers_are_listed_tried_and_reloaded() {
         .iter()
         .map(|parser| parser["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["datalogger_readings_v1", "flat_telemetry", "gateway_status_v1"]);
-    assert_eq!(keys(&list[0]), key_set(&["name", "kind", "description", "schema"]));
+    assert_eq!(
+        names,
+        [
+            "datalogger_readings_v1",
+            "flat_telemetry",
+            "gateway_status_v1"
+        ]
+    );
+    assert_eq!(
+        keys(&list[0]),
+        key_set(&["name", "kind", "description", "schema"])
+    );
     assert_eq!(list[0]["kind"], "builtin");
 
     let reading = json!({"ts": "2024-05-01T12:00:00Z", "sensors": [{"name": "temp", "value": 21.5, "unit": "C"}]});
@@ -457,7 +605,10 @@ async fn parsers_are_listed_tried_and_reloaded() {
     assert_eq!(result["ok"], true);
     assert_eq!(result["output"]["dataloggers"][0]["gateway"], "gw-1");
     assert_eq!(result["output"]["dataloggers"][0]["identifier"], "dl-1");
-    assert_eq!(result["output"]["dataloggers"][0]["sensors"][0]["value"], 21.5);
+    assert_eq!(
+        result["output"]["dataloggers"][0]["sensors"][0]["value"],
+        21.5
+    );
 
     let (status, result) = post(
         &service,
@@ -501,7 +652,12 @@ async fn parsers_are_listed_tried_and_reloaded() {
     )
     .await;
     assert_field_error(status, &body, "pattern");
-    let (status, body) = post(&service, "/api/parsers/datalogger_readings_v1/test", json!({"topic": "a"})).await;
+    let (status, body) = post(
+        &service,
+        "/api/parsers/datalogger_readings_v1/test",
+        json!({"topic": "a"}),
+    )
+    .await;
     assert_field_error(status, &body, "payload");
     let (status, body) = post(
         &service,
@@ -513,7 +669,13 @@ async fn parsers_are_listed_tried_and_reloaded() {
 
     // Without a pattern, the captures come from the site's stored pattern for this parser.
     let site_id = new_site(&service, "dry-run").await;
-    add_topic(&service, site_id, "site/{gateway}/{datalogger}", "datalogger_readings_v1").await;
+    add_topic(
+        &service,
+        site_id,
+        "site/{gateway}/{datalogger}",
+        "datalogger_readings_v1",
+    )
+    .await;
     let (_, result) = post(
         &service,
         "/api/parsers/datalogger_readings_v1/test",
@@ -527,7 +689,10 @@ async fn parsers_are_listed_tried_and_reloaded() {
     assert_eq!(devices, json!([]));
 
     std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/parsers/relay_controller_v1.json"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/parsers/relay_controller_v1.json"
+        ),
         parsers_dir.join("relay_controller_v1.json"),
     )
     .expect("copy parser");
@@ -571,11 +736,15 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let readings_topic = format!("{prefix}/gw-1/dl-1");
-    for (ts, value) in [("2024-05-01T12:00:00Z", 20.5), ("2024-05-01T12:01:00Z", 21.0)] {
+    for (ts, value) in [
+        ("2024-05-01T12:00:00Z", 20.5),
+        ("2024-05-01T12:01:00Z", 21.0),
+    ] {
         publisher
             .publish(
                 &readings_topic,
-                json!({"ts": ts, "sensors": [{"name": "temp", "value": value, "unit": "C"}]}).to_string(),
+                json!({"ts": ts, "sensors": [{"name": "temp", "value": value, "unit": "C"}]})
+                    .to_string(),
             )
             .await;
     }
@@ -587,13 +756,28 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     let gateway = &devices[0];
     assert_eq!(
         keys(gateway),
-        key_set(&["id", "identifier", "name", "last_seen", "is_online", "metadata", "dataloggers"])
+        key_set(&[
+            "id",
+            "identifier",
+            "name",
+            "last_seen",
+            "is_online",
+            "metadata",
+            "dataloggers"
+        ])
     );
     assert_eq!(gateway["identifier"], "gw-1");
     let datalogger = &gateway["dataloggers"][0];
     assert_eq!(
         keys(datalogger),
-        key_set(&["id", "identifier", "last_seen", "is_online", "metadata", "sensors"])
+        key_set(&[
+            "id",
+            "identifier",
+            "last_seen",
+            "is_online",
+            "metadata",
+            "sensors"
+        ])
     );
     assert_eq!(datalogger["identifier"], "dl-1");
     let sensor = &datalogger["sensors"][0];
@@ -610,7 +794,11 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     assert_eq!(keys(&readings[0]), key_set(&["ts", "value"]));
     assert_eq!(readings[0]["value"], 21.0, "newest first");
     assert_eq!(readings[1]["value"], 20.5);
-    let (_, later) = get(&service, &format!("/api/sensors/{sensor_id}/readings?from=2024-05-01T12:00:30Z")).await;
+    let (_, later) = get(
+        &service,
+        &format!("/api/sensors/{sensor_id}/readings?from=2024-05-01T12:00:30Z"),
+    )
+    .await;
     assert_eq!(later.as_array().expect("array").len(), 1);
     assert_eq!(later[0]["value"], 21.0);
     let (_, earlier) = get(
@@ -620,31 +808,61 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     .await;
     assert_eq!(earlier.as_array().expect("array").len(), 1);
     assert_eq!(earlier[0]["value"], 20.5);
-    let (_, one) = get(&service, &format!("/api/sensors/{sensor_id}/readings?limit=1")).await;
+    let (_, one) = get(
+        &service,
+        &format!("/api/sensors/{sensor_id}/readings?limit=1"),
+    )
+    .await;
     assert_eq!(one.as_array().expect("array").len(), 1);
-    let (status, body) = get(&service, &format!("/api/sensors/{sensor_id}/readings?from=yesterday")).await;
+    let (status, body) = get(
+        &service,
+        &format!("/api/sensors/{sensor_id}/readings?from=yesterday"),
+    )
+    .await;
     assert_field_error(status, &body, "from");
 
     // A payload the parser rejects, one that is not even text, and one meant for another parser.
     publisher
-        .publish(&format!("{prefix}/gw-1/dl-2"), json!({"sensors": "nope"}).to_string())
+        .publish(
+            &format!("{prefix}/gw-1/dl-2"),
+            json!({"sensors": "nope"}).to_string(),
+        )
         .await;
     publisher
-        .publish(&format!("{prefix}/gw-1/dl-3"), json!({"temp": 5.5}).to_string())
+        .publish(
+            &format!("{prefix}/gw-1/dl-3"),
+            json!({"temp": 5.5}).to_string(),
+        )
         .await;
     publisher
         .publish(&format!("{prefix}/gw-1/dl-4"), vec![0xff, 0xfe, 0x00])
         .await;
-    let logs = eventually(Duration::from_secs(20), "three parsing-log rows", || async {
-        let (_, logs) = get(&service, &format!("/api/mqtt/parsing-logs?site_id={site_id}")).await;
-        (logs.as_array().map(Vec::len) == Some(3)).then_some(logs)
-    })
+    let logs = eventually(
+        Duration::from_secs(20),
+        "three parsing-log rows",
+        || async {
+            let (_, logs) = get(
+                &service,
+                &format!("/api/mqtt/parsing-logs?site_id={site_id}"),
+            )
+            .await;
+            (logs.as_array().map(Vec::len) == Some(3)).then_some(logs)
+        },
+    )
     .await;
     assert_eq!(
         keys(&logs[0]),
         key_set(&[
-            "id", "site_id", "topic", "parser", "error", "payload", "payload_encoding",
-            "created_at", "replayed_at", "received_at",
+            "id",
+            "site_id",
+            "topic",
+            "parser",
+            "error",
+            "payload",
+            "payload_encoding",
+            "created_at",
+            "replayed_at",
+            "received_at",
         ])
     );
     let ids: Vec<i64> = logs
@@ -653,7 +871,10 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
         .iter()
         .map(|row| row["id"].as_i64().expect("id"))
         .collect();
-    assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "newest first: {ids:?}");
+    assert!(
+        ids.windows(2).all(|pair| pair[0] > pair[1]),
+        "newest first: {ids:?}"
+    );
     let binary = logs
         .as_array()
         .expect("array")
@@ -671,12 +892,21 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     assert_eq!(flat["payload_encoding"], "utf8");
     assert_eq!(flat["payload"], r#"{"temp":5.5}"#);
     assert_eq!(flat["parser"], "datalogger_readings_v1");
-    let (_, limited) = get(&service, &format!("/api/mqtt/parsing-logs?site_id={site_id}&limit=1")).await;
+    let (_, limited) = get(
+        &service,
+        &format!("/api/mqtt/parsing-logs?site_id={site_id}&limit=1"),
+    )
+    .await;
     assert_eq!(limited.as_array().expect("array").len(), 1);
 
     // Replay fails while the pattern still names the wrong parser, and stores once it is fixed.
     let flat_id = flat["id"].as_i64().expect("id");
-    let (status, outcome) = post(&service, &format!("/api/mqtt/parsing-logs/{flat_id}/replay"), json!({})).await;
+    let (status, outcome) = post(
+        &service,
+        &format!("/api/mqtt/parsing-logs/{flat_id}/replay"),
+        json!({}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(keys(&outcome), key_set(&["id", "ok", "error", "output"]));
     assert_eq!(outcome["ok"], false);
@@ -688,10 +918,19 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, outcome) = post(&service, &format!("/api/mqtt/parsing-logs/{flat_id}/replay"), json!({})).await;
+    let (_, outcome) = post(
+        &service,
+        &format!("/api/mqtt/parsing-logs/{flat_id}/replay"),
+        json!({}),
+    )
+    .await;
     assert_eq!(outcome["ok"], true, "{outcome}");
     assert_eq!(outcome["output"]["dataloggers"][0]["identifier"], "dl-3");
-    let (_, logs) = get(&service, &format!("/api/mqtt/parsing-logs?site_id={site_id}")).await;
+    let (_, logs) = get(
+        &service,
+        &format!("/api/mqtt/parsing-logs?site_id={site_id}"),
+    )
+    .await;
     let replayed = logs
         .as_array()
         .expect("array")
@@ -708,13 +947,24 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     let (status, _) = post(&service, "/api/mqtt/parsing-logs/999999/replay", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (status, discovered) = get(&service, &format!("/api/mqtt/discovered-topics?site_id={site_id}")).await;
+    let (status, discovered) = get(
+        &service,
+        &format!("/api/mqtt/discovered-topics?site_id={site_id}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         keys(&discovered[0]),
         key_set(&[
-            "id", "site_id", "topic", "message_count", "first_seen", "last_seen",
-            "is_processable", "mqtt_topic_id", "last_payload",
+            "id",
+            "site_id",
+            "topic",
+            "message_count",
+            "first_seen",
+            "last_seen",
+            "is_processable",
+            "mqtt_topic_id",
+            "last_payload",
         ])
     );
     let last_seen: Vec<_> = discovered
@@ -723,7 +973,10 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
         .iter()
         .map(|row| time(&row["last_seen"]))
         .collect();
-    assert!(last_seen.windows(2).all(|pair| pair[0] >= pair[1]), "{last_seen:?}");
+    assert!(
+        last_seen.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{last_seen:?}"
+    );
     let readings_row = discovered
         .as_array()
         .expect("array")
@@ -733,24 +986,45 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     assert_eq!(readings_row["message_count"], 2);
     assert_eq!(readings_row["is_processable"], true);
     assert_eq!(readings_row["mqtt_topic_id"], topic_id);
-    let (_, page) = get(&service, &format!("/api/mqtt/discovered-topics?site_id={site_id}&limit=2&offset=1")).await;
+    let (_, page) = get(
+        &service,
+        &format!("/api/mqtt/discovered-topics?site_id={site_id}&limit=2&offset=1"),
+    )
+    .await;
     assert_eq!(page.as_array().expect("array").len(), 2);
     let (_, none) = get(&service, "/api/mqtt/discovered-topics?site_id=999999").await;
     assert_eq!(none, json!([]));
 
-    let (status, connection_logs) = get(&service, &format!("/api/mqtt/connection-logs?site_id={site_id}")).await;
+    let (status, connection_logs) = get(
+        &service,
+        &format!("/api/mqtt/connection-logs?site_id={site_id}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let rows = connection_logs.as_array().expect("array");
     assert!(!rows.is_empty());
-    assert_eq!(keys(&rows[0]), key_set(&["id", "site_id", "event", "message", "created_at"]));
+    assert_eq!(
+        keys(&rows[0]),
+        key_set(&["id", "site_id", "event", "message", "created_at"])
+    );
     let created: Vec<_> = rows.iter().map(|row| time(&row["created_at"])).collect();
-    assert!(created.windows(2).all(|pair| pair[0] >= pair[1]), "{created:?}");
+    assert!(
+        created.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{created:?}"
+    );
 
     let (status, health) = get(&service, "/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         keys(&health),
-        key_set(&["status", "database", "connections", "messages_processed", "errors_count", "last_message_time"])
+        key_set(&[
+            "status",
+            "database",
+            "connections",
+            "messages_processed",
+            "errors_count",
+            "last_message_time"
+        ])
     );
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["database"], "ok");
@@ -782,14 +1056,22 @@ async fn health_metrics_and_the_page_are_served() {
     let service = Service::start(&database);
     let client = reqwest::Client::new();
 
-    let response = client.get(service.url("/health")).send().await.expect("health");
+    let response = client
+        .get(service.url("/health"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(response.status(), StatusCode::OK);
     let health: Value = response.json().await.expect("json");
     assert_eq!(health["status"], "ok");
     assert_eq!(health["connections"], json!([]));
     assert_eq!(health["last_message_time"], Value::Null);
 
-    let response = client.get(service.url("/metrics")).send().await.expect("metrics");
+    let response = client
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"]
         .to_str()
@@ -809,6 +1091,9 @@ async fn health_metrics_and_the_page_are_served() {
             .to_str()
             .expect("header")
             .starts_with(content_type));
-        assert!(response.text().await.expect("text").contains(needle), "{path}");
+        assert!(
+            response.text().await.expect("text").contains(needle),
+            "{path}"
+        );
     }
 }

@@ -29,7 +29,11 @@ async fn readings(db: &sea_orm::DatabaseConnection) -> u64 {
 
 /// One reading message: datalogger `index % 10`, its own timestamp, two sensors.
 fn reading_payload(index: usize) -> (String, String) {
-    let topic = format!("fleet/gateway/gw-{}/datalogger/dl-{}", index % 2, index % 10);
+    let topic = format!(
+        "fleet/gateway/gw-{}/datalogger/dl-{}",
+        index % 2,
+        index % 10
+    );
     let ts = chrono::DateTime::from_timestamp(1_700_000_000 + index as i64, 0)
         .expect("timestamp")
         .to_rfc3339();
@@ -50,8 +54,20 @@ async fn hostile_payloads_are_logged_whole_and_ingestion_goes_on() {
     let _service = Service::start_with(&database, options(database.directory.path()));
     let db = database.connect().await;
     let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(&db, site_id, "fleet/gateway/{gateway}/datalogger/{datalogger}", "datalogger_readings_v1").await;
-    insert_topic(&db, site_id, "flat/{gateway}/{datalogger}", "flat_telemetry").await;
+    insert_topic(
+        &db,
+        site_id,
+        "fleet/gateway/{gateway}/datalogger/{datalogger}",
+        "datalogger_readings_v1",
+    )
+    .await;
+    insert_topic(
+        &db,
+        site_id,
+        "flat/{gateway}/{datalogger}",
+        "flat_telemetry",
+    )
+    .await;
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -59,15 +75,36 @@ async fn hostile_payloads_are_logged_whole_and_ingestion_goes_on() {
     deeply_nested.extend(std::iter::repeat_n(b']', 100_000));
     let hostile: Vec<(&str, Vec<u8>)> = vec![
         ("fleet/gateway/g/datalogger/d", Vec::new()),
-        ("fleet/gateway/g/datalogger/d", vec![0xff, 0xfe, 0x00, 0x80, 0x01]),
+        (
+            "fleet/gateway/g/datalogger/d",
+            vec![0xff, 0xfe, 0x00, 0x80, 0x01],
+        ),
         ("fleet/gateway/g/datalogger/d", vec![b' '; 300 * 1024]),
         ("fleet/gateway/g/datalogger/d", deeply_nested),
-        ("fleet/gateway/g/datalogger/d", br#"{"sensors": [{"name": "t", "value": 1e400}]}"#.to_vec()),
-        ("fleet/gateway/g/datalogger/d", br#"{"sensors": [{"name": "t", "value": NaN}]}"#.to_vec()),
-        ("fleet/gateway/g/datalogger/d", br#"{"sensors": [{"name": "t", "value": "21.5"}]}"#.to_vec()),
-        ("fleet/gateway/g/datalogger/d", br#"{"sensors": {"name": "t", "value": 1}}"#.to_vec()),
-        ("fleet/gateway/g/datalogger/d", br#"{"sensors": [{"value": 1}]}"#.to_vec()),
-        ("fleet/gateway/g/datalogger/d", br#"{"ts": "not a time", "sensors": []}"#.to_vec()),
+        (
+            "fleet/gateway/g/datalogger/d",
+            br#"{"sensors": [{"name": "t", "value": 1e400}]}"#.to_vec(),
+        ),
+        (
+            "fleet/gateway/g/datalogger/d",
+            br#"{"sensors": [{"name": "t", "value": NaN}]}"#.to_vec(),
+        ),
+        (
+            "fleet/gateway/g/datalogger/d",
+            br#"{"sensors": [{"name": "t", "value": "21.5"}]}"#.to_vec(),
+        ),
+        (
+            "fleet/gateway/g/datalogger/d",
+            br#"{"sensors": {"name": "t", "value": 1}}"#.to_vec(),
+        ),
+        (
+            "fleet/gateway/g/datalogger/d",
+            br#"{"sensors": [{"value": 1}]}"#.to_vec(),
+        ),
+        (
+            "fleet/gateway/g/datalogger/d",
+            br#"{"ts": "not a time", "sensors": []}"#.to_vec(),
+        ),
         ("flat/g/d", br#"["not", "an", "object"]"#.to_vec()),
         ("flat/g/d", br#"{"only": "text"}"#.to_vec()),
     ];
@@ -82,26 +119,40 @@ async fn hostile_payloads_are_logged_whole_and_ingestion_goes_on() {
         )
         .await;
 
-    let logs = common::eventually(Duration::from_secs(20), "every hostile payload logged", || async {
-        let logs = mqtt_parsing_log::Entity::find()
-            .filter(mqtt_parsing_log::Column::SiteId.eq(site_id))
-            .order_by_asc(mqtt_parsing_log::Column::Id)
-            .all(&db)
-            .await
-            .unwrap_or_default();
-        (logs.len() == hostile.len()).then_some(logs)
-    })
+    let logs = common::eventually(
+        Duration::from_secs(20),
+        "every hostile payload logged",
+        || async {
+            let logs = mqtt_parsing_log::Entity::find()
+                .filter(mqtt_parsing_log::Column::SiteId.eq(site_id))
+                .order_by_asc(mqtt_parsing_log::Column::Id)
+                .all(&db)
+                .await
+                .unwrap_or_default();
+            (logs.len() == hostile.len()).then_some(logs)
+        },
+    )
     .await;
     for (log, (topic, payload)) in logs.iter().zip(&hostile) {
         assert_eq!(log.topic, *topic);
-        assert_eq!(&log.payload, payload, "the payload is kept byte for byte (error: {})", log.error);
+        assert_eq!(
+            &log.payload, payload,
+            "the payload is kept byte for byte (error: {})",
+            log.error
+        );
         assert!(!log.error.is_empty());
     }
-    common::eventually(Duration::from_secs(10), "the valid reading after them", || async {
-        (readings(&db).await == 1).then_some(())
-    })
+    common::eventually(
+        Duration::from_secs(10),
+        "the valid reading after them",
+        || async { (readings(&db).await == 1).then_some(()) },
+    )
     .await;
-    let stored = sensor::Entity::find().one(&db).await.expect("read").expect("sensor");
+    let stored = sensor::Entity::find()
+        .one(&db)
+        .await
+        .expect("read")
+        .expect("sensor");
     assert_eq!(stored.last_value, Some(21.5));
     assert_eq!(stored.unit.as_deref(), Some("°C"));
 }
@@ -114,7 +165,13 @@ async fn a_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
     let mut service = Service::start_with(&database, options(database.directory.path()));
     let db = database.connect().await;
     let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(&db, site_id, "fleet/gateway/{gateway}/datalogger/{datalogger}", "datalogger_readings_v1").await;
+    insert_topic(
+        &db,
+        site_id,
+        "fleet/gateway/{gateway}/datalogger/{datalogger}",
+        "datalogger_readings_v1",
+    )
+    .await;
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -161,14 +218,21 @@ async fn a_database_outage_holds_messages_and_stores_them_when_it_returns() {
     );
     let proxy = TcpProxy::start(target).await;
     let mut service_options = options(database.directory.path());
-    service_options
-        .extra_env
-        .push(("DATABASE_URL".into(), common::through_proxy(&database.url, proxy.port)));
+    service_options.extra_env.push((
+        "DATABASE_URL".into(),
+        common::through_proxy(&database.url, proxy.port),
+    ));
     let broker = PrivateBroker::start();
     let service = Service::start_with(&database, service_options);
     let db = database.connect().await;
     let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(&db, site_id, "fleet/gateway/{gateway}/datalogger/{datalogger}", "datalogger_readings_v1").await;
+    insert_topic(
+        &db,
+        site_id,
+        "fleet/gateway/{gateway}/datalogger/{datalogger}",
+        "datalogger_readings_v1",
+    )
+    .await;
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -189,9 +253,11 @@ async fn a_database_outage_holds_messages_and_stores_them_when_it_returns() {
             proxy.resume();
         }
     }
-    common::eventually(Duration::from_secs(90), "every reading stored after the outage", || async {
-        (readings(&db).await == 2 * MESSAGES as u64).then_some(())
-    })
+    common::eventually(
+        Duration::from_secs(90),
+        "every reading stored after the outage",
+        || async { (readings(&db).await == 2 * MESSAGES as u64).then_some(()) },
+    )
     .await;
     assert!(
         service.output().contains("cannot store a batch"),

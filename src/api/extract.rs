@@ -62,6 +62,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; send a JSON object",
         ));
     }
+    // serde would also accept a struct written as an array of its values, by position: no
+    // caller means that, so anything but an object is refused up front.
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(ApiError::validation("body", "must be a JSON object")),
+            Err(error) => Err(ApiError::InvalidJson(format!("body is not valid JSON: {error}"))),
+        };
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(value) => value,
@@ -282,6 +291,14 @@ mod tests {
         assert!(matches!(error, ApiError::InvalidJson(_)), "{error:?}");
         let error = parse_json::<Body>(br#"{"name": "a", "port": 1} x"#).expect_err("must fail");
         assert!(matches!(error, ApiError::InvalidJson(_)), "{error:?}");
+        let error = parse_json::<Body>(b"[1, 2").expect_err("must fail");
+        assert!(matches!(error, ApiError::InvalidJson(_)), "{error:?}");
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        let error = parse_json::<Body>(br#"["a", 1]"#).expect_err("must fail");
+        assert_eq!(field_and_message(error).0, "body");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub async fn start(config: Config, token: CancellationToken) -> anyhow::Result<A
     if !config.auth_enabled() {
         tracing::warn!("serving WITHOUT authentication (--insecure-no-auth): anyone who reaches the port can change connections");
     }
-    let connection = db::connect(&config.database.url, config.database.max_connections).await?;
+    let connection = connect_patiently(&config, &token).await?;
     db::migrate_up(&connection).await?;
     let registry = match Registry::load(&config.pipeline.parsers_dir) {
         Ok(registry) => registry,
@@ -68,6 +68,27 @@ pub async fn start(config: Config, token: CancellationToken) -> anyhow::Result<A
         jobs: JobBoard::default(),
         shutdown: token,
     })
+}
+
+/// A database that is still starting (as in a fresh compose stack) is waited for, not fatal.
+async fn connect_patiently(
+    config: &Config,
+    token: &CancellationToken,
+) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(config.database.connect_wait_secs);
+    loop {
+        match db::connect(&config.database.url, config.database.max_connections).await {
+            Ok(connection) => return Ok(connection),
+            Err(error @ db::DbError::Connect { .. }) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "database not reachable yet; retrying in 2 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = token.cancelled() => return Err(error.into()),
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 /// Runs every task until the shutdown token fires, then drains them in order: HTTP stops
