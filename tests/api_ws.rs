@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    add_topic, config_args, create_site, eventually, wait_for_status, Publisher, Service,
-    ServiceOptions, TestDatabase,
+    add_topic, config_args, create_site, eventually, publisher_on, wait_for_status, PrivateBroker,
+    Publisher, Service, ServiceOptions, TestDatabase,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -273,14 +273,29 @@ async fn a_client_that_stops_reading_is_dropped_and_nothing_else_slows_down() {
             ..ServiceOptions::default()
         },
     );
-    let (site_id, prefix) = create_site(&service, true).await;
-    add_topic(
-        &service,
-        site_id,
-        &format!("{prefix}/{{gateway}}/{{datalogger}}"),
-        "flat_telemetry",
-    )
-    .await;
+    // A broker of its own with deep queues: the shared one drops messages for a subscriber more
+    // than 1000 behind, and this test must be able to count every message stored.
+    let broker = PrivateBroker::start();
+    let client = service.client();
+    let site: Value = client
+        .post(service.url("/api/sites"))
+        .json(&json!({"name": "Burst", "slug": "burst"}))
+        .send()
+        .await
+        .expect("create site")
+        .json()
+        .await
+        .expect("site");
+    let site_id = site["id"].as_i64().expect("site id");
+    let response = client
+        .post(service.url("/api/mqtt/connections"))
+        .json(&json!({"site_id": site_id, "host": "127.0.0.1", "port": broker.port, "is_active": true}))
+        .send()
+        .await
+        .expect("create connection");
+    assert_eq!(response.status(), 201);
+    let prefix = "burst";
+    add_topic(&service, site_id, "burst/{gateway}/{datalogger}", "flat_telemetry").await;
     wait_for_status(&service, site_id, "connected", Duration::from_secs(20)).await;
 
     let address = service.base_url.trim_start_matches("http://").to_string();
@@ -317,7 +332,7 @@ async fn a_client_that_stops_reading_is_dropped_and_nothing_else_slows_down() {
     });
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let publisher = Publisher::connect().await;
+    let publisher = publisher_on(broker.port).await;
     let fields: serde_json::Map<String, Value> = (0..100)
         .map(|index| (format!("field_{index}"), json!(index as f64 + 0.5)))
         .collect();

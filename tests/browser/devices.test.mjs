@@ -1,0 +1,125 @@
+// End-to-end test of the Devices page: the real binary in demo mode (embedded broker, simulated
+// fleet, SQLite) driven by headless Chromium through playwright-core.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const binary = process.env.MQTT_SUPERVISOR_BIN || join(root, 'target', 'debug', 'mqtt-supervisor');
+const token = 'browser-test-token';
+
+let service;
+let baseUrl;
+let browser;
+let output = '';
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+before(async () => {
+  const brokerPort = await freePort();
+  const workdir = mkdtempSync(join(tmpdir(), 'mqtt-supervisor-browser-'));
+  service = spawn(binary, [
+    'demo', '--broker-port', String(brokerPort), '--gateways', '2',
+    '--dataloggers-per-gateway', '3', '--interval-secs', '0.3',
+  ], {
+    cwd: workdir,
+    env: {
+      ...process.env,
+      SUPERVISOR_HTTP_ADDR: '127.0.0.1:0',
+      SUPERVISOR_ADMIN_TOKEN: token,
+      SUPERVISOR_PARSERS_DIR: join(root, 'parsers'),
+      SUPERVISOR_LOG_DIR: join(workdir, 'logs'),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  service.stderr.on('data', (chunk) => { output += chunk; });
+  baseUrl = await new Promise((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error(`demo did not start:\n${output}`)), 60_000);
+    service.stdout.on('data', (chunk) => {
+      output += chunk;
+      const match = /listening on (http:\/\/\S+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolveUrl(match[1]);
+      }
+    });
+    service.once('exit', (code) => reject(new Error(`demo exited with ${code}:\n${output}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  service?.kill('SIGTERM');
+});
+
+test('sign in, watch live values, stop and start the connection, replay a parsing error', { timeout: 120_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
+  await page.goto(baseUrl);
+
+  // The API needs a token: the page asks for it.
+  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
+  await page.fill('#token-input', token);
+  await page.click('#token-submit');
+
+  const site = page.locator('li[data-site-id]').first();
+  const label = site.locator('.status-label');
+  await assertText(label, 'connected', 20_000);
+
+  // Live values arrive over the WebSocket and change without a reload.
+  const values = page.locator('tr[data-sensor-id] .sensor-value');
+  await values.first().waitFor({ timeout: 20_000 });
+  const before = (await values.allTextContents()).join('|');
+  await waitUntil(async () => (await values.allTextContents()).join('|') !== before, 20_000, 'a sensor value to change');
+  await page.screenshot({ path: join(root, 'docs', 'devices.png') });
+
+  await site.getByRole('button', { name: 'Stop', exact: true }).click();
+  await assertText(label, 'stopped', 15_000);
+  await site.getByRole('button', { name: 'Start', exact: true }).click();
+  await assertText(label, 'connected', 15_000);
+
+  await page.getByRole('button', { name: 'Parsing errors', exact: true }).click();
+  const failed = page.locator('li[data-log-id]').first();
+  await failed.waitFor({ timeout: 30_000 });
+  await failed.getByRole('button', { name: 'Replay', exact: true }).click();
+  await waitUntil(async () => ((await failed.locator('.replay-result').textContent()) || '').trim().length > 0,
+    15_000, 'the replay result');
+  assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
+});
+
+async function assertText(locator, expected, timeout) {
+  await waitUntil(async () => ((await locator.textContent()) || '').trim() === expected, timeout,
+    `text "${expected}"`);
+}
+
+async function waitUntil(check, timeout, what) {
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch { /* element not there yet */ }
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  throw new Error(`timed out waiting for ${what}\n--- service output ---\n${output.slice(-4000)}`);
+}
