@@ -295,7 +295,13 @@ async fn a_client_that_stops_reading_is_dropped_and_nothing_else_slows_down() {
         .expect("create connection");
     assert_eq!(response.status(), 201);
     let prefix = "burst";
-    add_topic(&service, site_id, "burst/{gateway}/{datalogger}", "flat_telemetry").await;
+    add_topic(
+        &service,
+        site_id,
+        "burst/{gateway}/{datalogger}",
+        "flat_telemetry",
+    )
+    .await;
     wait_for_status(&service, site_id, "connected", Duration::from_secs(20)).await;
 
     let address = service.base_url.trim_start_matches("http://").to_string();

@@ -8,11 +8,15 @@ use mqtt_supervisor::config::{Config, ENVIRONMENT_KEYS};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn read(path: &str) -> String {
-    std::fs::read_to_string(Path::new(ROOT).join(path)).unwrap_or_else(|error| panic!("{path}: {error}"))
+    std::fs::read_to_string(Path::new(ROOT).join(path))
+        .unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
 fn known_variable(name: &str) -> bool {
-    name == "RUST_LOG" || ENVIRONMENT_KEYS.iter().any(|(variable, _)| *variable == name)
+    name == "RUST_LOG"
+        || ENVIRONMENT_KEYS
+            .iter()
+            .any(|(variable, _)| *variable == name)
 }
 
 /// `KEY: value` lines inside the supervisor service's `environment:` block.
@@ -50,10 +54,20 @@ fn compose_sets_only_variables_the_binary_reads() {
     let variables = compose_supervisor_environment(&compose);
     assert!(variables.len() >= 5, "found {variables:?}");
     for (name, _) in &variables {
-        assert!(known_variable(name), "podman-compose.yml sets {name}, which the binary ignores");
+        assert!(
+            known_variable(name),
+            "podman-compose.yml sets {name}, which the binary ignores"
+        );
     }
-    for required in ["DATABASE_URL", "SUPERVISOR_ADMIN_TOKEN", "SUPERVISOR_HTTP_ADDR"] {
-        assert!(variables.iter().any(|(name, _)| name == required), "{required} missing");
+    for required in [
+        "DATABASE_URL",
+        "SUPERVISOR_ADMIN_TOKEN",
+        "SUPERVISOR_HTTP_ADDR",
+    ] {
+        assert!(
+            variables.iter().any(|(name, _)| name == required),
+            "{required} missing"
+        );
     }
 }
 
@@ -75,10 +89,16 @@ fn compose_values_are_valid_configuration() {
     })
     .expect("the compose environment is a valid configuration");
     let port = config.http.addr.port();
-    assert!(compose.contains(&format!("\"{port}:{port}\"")), "port {port} is not published");
+    assert!(
+        compose.contains(&format!("\"{port}:{port}\"")),
+        "port {port} is not published"
+    );
     assert!(config.database.url.starts_with("postgres://"));
     assert!(compose.contains("http://127.0.0.1:8080/health"));
-    assert!(compose.contains("condition: service_healthy"), "the supervisor waits for the database");
+    assert!(
+        compose.contains("condition: service_healthy"),
+        "the supervisor waits for the database"
+    );
 }
 
 #[test]
@@ -89,18 +109,27 @@ fn containerfile_matches_the_binary() {
         let assignment = trimmed.strip_prefix("ENV ").unwrap_or(trimmed);
         if let Some((name, _)) = assignment.split_once('=') {
             if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !name.is_empty() {
-                assert!(known_variable(name), "Containerfile sets {name}, which the binary ignores");
+                assert!(
+                    known_variable(name),
+                    "Containerfile sets {name}, which the binary ignores"
+                );
             }
         }
     }
     assert!(containerfile.contains("SUPERVISOR_HTTP_ADDR=0.0.0.0:8080"));
     assert!(containerfile.contains("EXPOSE 8080"));
     assert!(containerfile.contains("http://127.0.0.1:8080/health"));
-    assert!(containerfile.contains("USER supervisor"), "runs as non-root");
+    assert!(
+        containerfile.contains("USER supervisor"),
+        "runs as non-root"
+    );
     assert!(containerfile.contains("--bin mqtt-supervisor"));
     for copied in ["parsers", "config"] {
         assert!(containerfile.contains(&format!("COPY {copied} ")));
-        assert!(Path::new(ROOT).join(copied).is_dir(), "{copied}/ is copied but missing");
+        assert!(
+            Path::new(ROOT).join(copied).is_dir(),
+            "{copied}/ is copied but missing"
+        );
     }
 }
 

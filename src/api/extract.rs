@@ -68,7 +68,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if first != Some(&b'{') {
         return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
             Ok(_) => Err(ApiError::validation("body", "must be a JSON object")),
-            Err(error) => Err(ApiError::InvalidJson(format!("body is not valid JSON: {error}"))),
+            Err(error) => Err(ApiError::InvalidJson(format!(
+                "body is not valid JSON: {error}"
+            ))),
         };
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);

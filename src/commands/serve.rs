@@ -75,7 +75,8 @@ async fn connect_patiently(
     config: &Config,
     token: &CancellationToken,
 ) -> anyhow::Result<sea_orm::DatabaseConnection> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(config.database.connect_wait_secs);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(config.database.connect_wait_secs);
     loop {
         match db::connect(&config.database.url, config.database.max_connections).await {
             Ok(connection) => return Ok(connection),

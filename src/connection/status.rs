@@ -93,10 +93,7 @@ impl StatusReporter {
     pub async fn report(&mut self, status: ConnectionStatus, error: Option<String>) {
         let next = (status, error);
         match decide(self.last.as_ref(), &next, self.repeats) {
-            ReportDecision::Repeat => {
-                self.repeats += 1;
-                return;
-            }
+            ReportDecision::Repeat => self.repeats += 1,
             ReportDecision::Write { repeated } => {
                 self.repeats = 0;
                 let previous = self.last.replace(next.clone());

@@ -111,7 +111,11 @@ pub async fn run(port: u16, shape: FleetShape, cancel: CancellationToken) {
                 telemetry.to_string(),
             )
             .await;
-        let relay_state = if sequence % 2 == 0 { "on" } else { "off" };
+        let relay_state = if sequence.is_multiple_of(2) {
+            "on"
+        } else {
+            "off"
+        };
         let _ = client
             .publish(
                 "relayctl/ctl-1/relay/1",
@@ -120,7 +124,7 @@ pub async fn run(port: u16, shape: FleetShape, cancel: CancellationToken) {
                 json!({"state": relay_state}).to_string(),
             )
             .await;
-        if sequence % 5 == 0 {
+        if sequence.is_multiple_of(5) {
             let _ = client
                 .publish(
                     "demo/gateway/gw-1/datalogger/dl-01",
