@@ -279,3 +279,58 @@ async fn shutdown_stops_every_client_and_exits() {
         assert_eq!(row_status(&db, *connection_id).await.0, "stopped");
     }
 }
+
+#[tokio::test]
+async fn a_patch_shows_connected_on_the_websocket_within_two_seconds() {
+    use futures_util::{SinkExt, StreamExt};
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    // The periodic pass is 30 s: only the wake-up can make it in time.
+    let service = Service::start(&database);
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, false, None).await;
+    let token = service.token.clone().unwrap_or_default();
+    let (mut socket, _) = tokio_tungstenite::connect_async(service.ws_url(&format!("/ws?token={token}")))
+        .await
+        .expect("websocket");
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            serde_json::json!({"subscribe": {"site_id": site_id}}).to_string().into(),
+        ))
+        .await
+        .expect("subscribe");
+
+    let started = std::time::Instant::now();
+    let response = service
+        .client()
+        .patch(service.url(&format!("/api/mqtt/connection/{site_id}/")))
+        .json(&serde_json::json!({"is_active": true}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status(), 202);
+    let connected = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = socket.next().await {
+            let Ok(text) = message.into_text() else { continue };
+            let event: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if event["type"] == "connection_status" && event["site_id"] == site_id && event["status"] == "connected" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(connected, Ok(true), "no connected event within 2 s");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(row_status(&db, connection_id).await.0, "connected");
+
+    let response = service
+        .client()
+        .patch(service.url(&format!("/api/mqtt/connection/{site_id}/")))
+        .json(&serde_json::json!({"is_active": false}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status(), 202);
+    wait_for_row_status(&db, connection_id, "stopped", Duration::from_secs(2)).await;
+}
