@@ -127,6 +127,77 @@ fn init_sentry(config: &Config) -> Option<sentry::ClientInitGuard> {
     options.release = sentry::release_name!();
     options.environment = Some(config.sentry.environment.clone().into());
     options.send_default_pii = false;
-    options.attach_stacktrace = true;
+    // A log line's stack is noise; panics carry their own.
+    options.attach_stacktrace = false;
     Some(sentry::init(options))
+}
+
+/// At most `limit` events per minute; the rest are only counted. Keeps a flood of bad payloads
+/// from exhausting a Sentry quota.
+#[derive(Debug)]
+pub struct RateLimit {
+    limit: u32,
+    window_start: Option<std::time::Instant>,
+    sent_in_window: u32,
+}
+
+impl RateLimit {
+    pub fn per_minute(limit: u32) -> RateLimit {
+        RateLimit {
+            limit,
+            window_start: None,
+            sent_in_window: 0,
+        }
+    }
+
+    /// Whether an event may be sent at `now`.
+    pub fn allow(&mut self, now: std::time::Instant) -> bool {
+        let window_open = self
+            .window_start
+            .is_some_and(|start| now.duration_since(start) < std::time::Duration::from_secs(60));
+        if !window_open {
+            self.window_start = Some(now);
+            self.sent_in_window = 0;
+        }
+        if self.sent_in_window < self.limit {
+            self.sent_in_window += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Reports a parsing failure to Sentry (when configured) with its site, topic and parser as tags.
+pub fn report_parsing_error(site_id: i32, topic: &str, parser: &str, error: &str) {
+    sentry::with_scope(
+        |scope| {
+            scope.set_tag("site_id", site_id);
+            scope.set_tag("topic", topic);
+            scope.set_tag("parser", parser);
+        },
+        || sentry::capture_message(&format!("parsing failed: {error}"), sentry::Level::Warning),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn rate_limit_allows_the_limit_per_minute_then_resets() {
+        let mut limit = RateLimit::per_minute(3);
+        let start = Instant::now();
+        let allowed = (0..10).filter(|_| limit.allow(start)).count();
+        assert_eq!(allowed, 3);
+        assert!(!limit.allow(start + Duration::from_secs(59)));
+        assert!(limit.allow(start + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn a_zero_limit_sends_nothing() {
+        let mut limit = RateLimit::per_minute(0);
+        assert!(!limit.allow(Instant::now()));
+    }
 }

@@ -290,12 +290,15 @@ async fn a_patch_shows_connected_on_the_websocket_within_two_seconds() {
     let db = database.connect().await;
     let (site_id, connection_id) = insert_site(&db, broker.port, false, None).await;
     let token = service.token.clone().unwrap_or_default();
-    let (mut socket, _) = tokio_tungstenite::connect_async(service.ws_url(&format!("/ws?token={token}")))
-        .await
-        .expect("websocket");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(service.ws_url(&format!("/ws?token={token}")))
+            .await
+            .expect("websocket");
     socket
         .send(tokio_tungstenite::tungstenite::Message::Text(
-            serde_json::json!({"subscribe": {"site_id": site_id}}).to_string().into(),
+            serde_json::json!({"subscribe": {"site_id": site_id}})
+                .to_string()
+                .into(),
         ))
         .await
         .expect("subscribe");
@@ -311,9 +314,14 @@ async fn a_patch_shows_connected_on_the_websocket_within_two_seconds() {
     assert_eq!(response.status(), 202);
     let connected = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(Ok(message)) = socket.next().await {
-            let Ok(text) = message.into_text() else { continue };
+            let Ok(text) = message.into_text() else {
+                continue;
+            };
             let event: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if event["type"] == "connection_status" && event["site_id"] == site_id && event["status"] == "connected" {
+            if event["type"] == "connection_status"
+                && event["site_id"] == site_id
+                && event["status"] == "connected"
+            {
                 return true;
             }
         }

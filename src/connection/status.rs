@@ -120,7 +120,14 @@ impl StatusReporter {
         }
         match status {
             ConnectionStatus::Error => {
-                tracing::error!(target: CONNECTION_TARGET, site_id, connection_id, status = status.as_str(), "{message}")
+                // The scope's tags travel with the Sentry event the error creates.
+                sentry::with_scope(
+                    |scope| {
+                        scope.set_tag("site_id", site_id);
+                        scope.set_tag("connection_id", connection_id);
+                    },
+                    || tracing::error!(target: CONNECTION_TARGET, site_id, connection_id, status = status.as_str(), "{message}"),
+                )
             }
             ConnectionStatus::Reconnecting => {
                 tracing::warn!(target: CONNECTION_TARGET, site_id, connection_id, status = status.as_str(), "{message}")

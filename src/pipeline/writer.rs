@@ -11,7 +11,7 @@ use super::notify::events;
 use super::persist::persist;
 use super::{Outcome, Prepared};
 use crate::state::AppState;
-use crate::telemetry::PARSING_TARGET;
+use crate::telemetry::{report_parsing_error, RateLimit, PARSING_TARGET};
 
 /// Topics remembered as stored, so discovery needs no lookup for them; bounded so a flood of
 /// unique topics cannot grow memory without end.
@@ -49,6 +49,8 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
     let max_messages = state.config.pipeline.batch_max_messages;
     let linger = Duration::from_millis(state.config.pipeline.batch_linger_ms);
     let mut known_topics: HashSet<(i32, String)> = HashSet::new();
+    let mut sentry_parsing_events =
+        RateLimit::per_minute(state.config.sentry.parsing_error_events_per_minute);
     loop {
         let first = tokio::select! {
             message = receiver.recv() => message,
@@ -78,7 +80,14 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
             .metrics
             .pipeline_queue_depth
             .set(receiver.len() as i64);
-        if !commit_with_retry(&state, &batch, &mut known_topics).await {
+        if !commit_with_retry(
+            &state,
+            &batch,
+            &mut known_topics,
+            &mut sentry_parsing_events,
+        )
+        .await
+        {
             // Shutting down with the database away: leave the messages unacknowledged so the
             // broker delivers them again after restart.
             break;
@@ -91,6 +100,7 @@ async fn commit_with_retry(
     state: &AppState,
     batch: &[Prepared],
     known_topics: &mut HashSet<(i32, String)>,
+    sentry_parsing_events: &mut RateLimit,
 ) -> bool {
     let mut delay = Duration::from_millis(100);
     let committed = loop {
@@ -112,12 +122,23 @@ async fn commit_with_retry(
             }
             Err(error) => {
                 state.metrics.commit_failures.inc();
-                tracing::error!(
-                    target: PARSING_TARGET,
-                    %error,
-                    messages = batch.len(),
-                    retry_in_ms = delay.as_millis() as u64,
-                    "cannot store a batch; holding its acknowledgements and retrying"
+                let sites: Vec<String> = batch
+                    .iter()
+                    .map(|message| message.site_id.to_string())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                sentry::with_scope(
+                    |scope| scope.set_tag("site_id", sites.join(",")),
+                    || {
+                        tracing::error!(
+                            target: PARSING_TARGET,
+                            %error,
+                            messages = batch.len(),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "cannot store a batch; holding its acknowledgements and retrying"
+                        )
+                    },
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -155,6 +176,9 @@ async fn commit_with_retry(
                     payload_bytes = message.payload.len(),
                     "payload kept in the parsing log: {error}"
                 );
+                if sentry_parsing_events.allow(Instant::now()) {
+                    report_parsing_error(message.site_id, &message.topic, parser, error);
+                }
             }
             Outcome::Unrouted => {}
         }

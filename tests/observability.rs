@@ -1,0 +1,241 @@
+//! Observability against real parts: Sentry envelopes received by an HTTP endpoint on loopback,
+//! offline detection by the scheduled job, and the health and metrics endpoints.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{
+    config_args, insert_site, insert_topic, publisher_on, wait_for_row_status, PrivateBroker,
+    Service, ServiceOptions, TestDatabase,
+};
+use mqtt_supervisor::entity::{datalogger, gateway};
+use sea_orm::EntityTrait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A minimal HTTP endpoint that stores every request body (Sentry envelopes) it receives.
+async fn envelope_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let stored = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let stored = stored.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Ok(read) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    let text = String::from_utf8_lossy(&buffer).to_string();
+                    let Some(header_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = text[..header_end]
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())
+                                .flatten()
+                        })
+                        .unwrap_or(0);
+                    if buffer.len() >= header_end + 4 + length {
+                        let body = String::from_utf8_lossy(
+                            &buffer[header_end + 4..header_end + 4 + length],
+                        )
+                        .to_string();
+                        if let Ok(mut bodies) = stored.lock() {
+                            bodies.push(body);
+                        }
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                            .await;
+                        buffer.clear();
+                    }
+                }
+            });
+        }
+    });
+    (port, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_reach_sentry_with_tags_and_without_secrets_and_parsing_errors_are_rate_limited() {
+    let database = TestDatabase::new().await;
+    let (sink_port, envelopes) = envelope_sink().await;
+    let refusing = PrivateBroker::start_with(Some(("operator", "right-password")));
+    let open = PrivateBroker::start();
+    let mut options = ServiceOptions {
+        reconcile_secs: 1,
+        args: config_args(
+            database.directory.path(),
+            "[sentry]\nparsing_error_events_per_minute = 3\n",
+        ),
+        ..Default::default()
+    };
+    options.extra_env.push((
+        "SENTRY_DSN".into(),
+        format!("http://0123456789abcdef0123456789abcdef@127.0.0.1:{sink_port}/42"),
+    ));
+    let _service = Service::start_with(&database, options);
+    let db = database.connect().await;
+
+    let (refused_site, refused) = insert_site(
+        &db,
+        refusing.port,
+        true,
+        Some(("operator", "wrong-password-42")),
+    )
+    .await;
+    wait_for_row_status(&db, refused, "error", Duration::from_secs(10)).await;
+    let refused_event = common::eventually(
+        Duration::from_secs(15),
+        "the connection error envelope",
+        || {
+            let envelopes = envelopes.clone();
+            async move {
+                envelopes
+                    .lock()
+                    .ok()?
+                    .iter()
+                    .find(|body| body.contains("broker refused the connection"))
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    assert!(
+        refused_event.contains(&format!("\"site_id\":\"{refused_site}\"")),
+        "site tag missing: {refused_event}"
+    );
+
+    let (site_id, connection_id) = insert_site(&db, open.port, true, None).await;
+    insert_topic(
+        &db,
+        site_id,
+        "sensors/{gateway}/{datalogger}",
+        "flat_telemetry",
+    )
+    .await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = publisher_on(open.port).await;
+    for index in 0..20 {
+        publisher
+            .publish("sensors/gw/dl", format!("not json {index}"))
+            .await;
+    }
+    common::eventually(Duration::from_secs(15), "parsing error envelopes", || {
+        let envelopes = envelopes.clone();
+        async move {
+            let count = envelopes
+                .lock()
+                .ok()?
+                .iter()
+                .filter(|body| body.contains("parsing failed"))
+                .count();
+            (count >= 3).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = envelopes
+        .lock()
+        .map(|bodies| bodies.clone())
+        .unwrap_or_default();
+    let parsing = all
+        .iter()
+        .filter(|body| body.contains("parsing failed"))
+        .count();
+    assert_eq!(
+        parsing, 3,
+        "parsing errors beyond the limit are only counted"
+    );
+    let tagged = all
+        .iter()
+        .find(|body| body.contains("parsing failed"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(tagged.contains("\"parser\":\"flat_telemetry\""), "{tagged}");
+    assert!(tagged.contains("\"topic\":\"sensors/gw/dl\""), "{tagged}");
+    for body in &all {
+        assert!(
+            !body.contains("wrong-password-42"),
+            "a password reached Sentry: {body}"
+        );
+        assert!(
+            !body.contains("test-admin-token"),
+            "the admin token reached Sentry"
+        );
+    }
+}
+
+#[tokio::test]
+async fn silent_devices_go_offline_and_the_job_shows_in_health() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(
+        &database,
+        ServiceOptions {
+            reconcile_secs: 1,
+            args: config_args(
+                database.directory.path(),
+                "[jobs]\noffline_after_secs = 2\noffline_check_cron = \"* * * * * *\"\n",
+            ),
+            ..Default::default()
+        },
+    );
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    insert_topic(
+        &db,
+        site_id,
+        "sensors/{gateway}/{datalogger}",
+        "flat_telemetry",
+    )
+    .await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = publisher_on(broker.port).await;
+    publisher
+        .publish("sensors/gw-1/dl-1", r#"{"level": 3.5}"#)
+        .await;
+    common::eventually(Duration::from_secs(10), "the datalogger online", || async {
+        let row = datalogger::Entity::find().one(&db).await.ok()??;
+        row.is_online.then_some(())
+    })
+    .await;
+    common::eventually(
+        Duration::from_secs(15),
+        "the datalogger and gateway offline",
+        || async {
+            let logger = datalogger::Entity::find().one(&db).await.ok()??;
+            let owner = gateway::Entity::find().one(&db).await.ok()??;
+            (!logger.is_online && !owner.is_online).then_some(())
+        },
+    )
+    .await;
+    let health: serde_json::Value = reqwest::get(service.url("/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    let jobs = health["jobs"].as_array().cloned().unwrap_or_default();
+    let offline = jobs
+        .iter()
+        .find(|job| job["name"] == "offline_detection")
+        .unwrap_or_else(|| panic!("offline_detection missing from /health: {health}"));
+    assert!(offline["last_run"].is_string(), "{offline}");
+    assert!(jobs.iter().any(|job| job["name"] == "retention_purge"));
+}
