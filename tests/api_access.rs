@@ -380,7 +380,8 @@ async fn cors_is_off_unless_origins_are_configured() {
 async fn the_openapi_document_describes_exactly_the_router() {
     let database = TestDatabase::new().await;
     let service = Service::start(&database);
-    let response = bare_client()
+    let response = service
+        .client()
         .get(service.url("/api/openapi.json"))
         .send()
         .await

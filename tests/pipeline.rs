@@ -265,3 +265,62 @@ async fn a_database_outage_holds_messages_and_stores_them_when_it_returns() {
         service.output()
     );
 }
+
+#[tokio::test]
+async fn a_message_the_database_refuses_does_not_stall_the_connection() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let _service = Service::start_with(&database, options(database.directory.path()));
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    insert_topic(
+        &db,
+        site_id,
+        "flat/{gateway}/{datalogger}",
+        "flat_telemetry",
+    )
+    .await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = publisher_on(broker.port).await;
+    // Valid JSON whose sensor name holds a NUL: PostgreSQL text refuses it, SQLite stores it.
+    publisher
+        .publish(
+            "flat/gw/dl",
+            r#"{"bad\u0000name": 1, "ts": "2026-01-01T00:00:00Z"}"#,
+        )
+        .await;
+    publisher
+        .publish(
+            "flat/gw/dl",
+            r#"{"level": 2, "ts": "2026-01-01T00:00:01Z"}"#,
+        )
+        .await;
+    common::eventually(
+        Duration::from_secs(30),
+        "the valid reading behind the refused one",
+        || async {
+            let levels = sensor::Entity::find()
+                .filter(sensor::Column::Name.eq("level"))
+                .count(&db)
+                .await
+                .unwrap_or(0);
+            (levels == 1).then_some(())
+        },
+    )
+    .await;
+    if database.is_postgres() {
+        let refused = mqtt_parsing_log::Entity::find()
+            .filter(mqtt_parsing_log::Column::SiteId.eq(site_id))
+            .one(&db)
+            .await
+            .expect("read")
+            .expect("the refused message is kept in the parsing log");
+        assert!(
+            refused.error.contains("database refused"),
+            "{}",
+            refused.error
+        );
+        assert!(refused.payload.starts_with(br#"{"bad\u0000name""#));
+    }
+}

@@ -15,7 +15,7 @@ use crate::state::AppState;
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No token ever: health, metrics, the page and the API description.
+    /// No token ever: health, metrics and the page (which asks for the token itself).
     Public,
     /// Token unless `api.public_read`.
     Read,

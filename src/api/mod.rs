@@ -76,12 +76,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint(Method::GET, "/health", Public, get(health::health)),
         endpoint(Method::GET, "/metrics", Public, get(metrics::metrics)),
-        endpoint(
-            Method::GET,
-            "/api/openapi.json",
-            Public,
-            get(openapi::serve),
-        ),
+        endpoint(Method::GET, "/api/openapi.json", Read, get(openapi::serve)),
         endpoint(Method::GET, "/ws", ReadSocket, get(ws::upgrade)),
         endpoint(Method::GET, "/api/sites", Read, get(sites::list)),
         endpoint(Method::POST, "/api/sites", Admin, post(sites::create)),

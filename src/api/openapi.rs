@@ -185,7 +185,7 @@ fn operations() -> Vec<Operation> {
             "200",
             json!({"description": "Prometheus text format 0.0.4", "content": {"text/plain": {}}}),
         ),
-        Operation::new("get", "/api/openapi.json", Public, "This document.")
+        Operation::new("get", "/api/openapi.json", Read, "This document.")
             .respond("200", json_response("OpenAPI document", json!({"type": "object"}))),
         Operation::new("get", "/ws", ReadSocket, "WebSocket of live events (see the API guide).")
             .parameters(vec![query_parameter(

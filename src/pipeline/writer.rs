@@ -48,9 +48,12 @@ pub fn spawn_writer(state: AppState) -> (WriterHandle, JoinHandle<()>) {
 async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
     let max_messages = state.config.pipeline.batch_max_messages;
     let linger = Duration::from_millis(state.config.pipeline.batch_linger_ms);
-    let mut known_topics: HashSet<(i32, String)> = HashSet::new();
-    let mut sentry_parsing_events =
-        RateLimit::per_minute(state.config.sentry.parsing_error_events_per_minute);
+    let mut memory = WriterMemory {
+        known_topics: HashSet::new(),
+        sentry_parsing_events: RateLimit::per_minute(
+            state.config.sentry.parsing_error_events_per_minute,
+        ),
+    };
     loop {
         let first = tokio::select! {
             message = receiver.recv() => message,
@@ -80,14 +83,7 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
             .metrics
             .pipeline_queue_depth
             .set(receiver.len() as i64);
-        if !commit_with_retry(
-            &state,
-            &batch,
-            &mut known_topics,
-            &mut sentry_parsing_events,
-        )
-        .await
-        {
+        if !commit_with_retry(&state, batch, &mut memory).await {
             // Shutting down with the database away: leave the messages unacknowledged so the
             // broker delivers them again after restart.
             break;
@@ -95,65 +91,138 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
     }
 }
 
-/// Returns false only when shutdown interrupted the retries.
-async fn commit_with_retry(
-    state: &AppState,
-    batch: &[Prepared],
-    known_topics: &mut HashSet<(i32, String)>,
-    sentry_parsing_events: &mut RateLimit,
-) -> bool {
-    let mut delay = Duration::from_millis(100);
-    let committed = loop {
-        let started = Instant::now();
-        match persist(
-            &state.db,
-            batch,
-            state.config.pipeline.sample_bytes,
-            Some(known_topics),
-        )
-        .await
-        {
-            Ok(committed) => {
-                state
-                    .metrics
-                    .commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                break committed;
-            }
-            Err(error) => {
-                state.metrics.commit_failures.inc();
-                let sites: Vec<String> = batch
-                    .iter()
-                    .map(|message| message.site_id.to_string())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                sentry::with_scope(
-                    |scope| scope.set_tag("site_id", sites.join(",")),
-                    || {
-                        tracing::error!(
-                            target: PARSING_TARGET,
-                            %error,
-                            messages = batch.len(),
-                            retry_in_ms = delay.as_millis() as u64,
-                            "cannot store a batch; holding its acknowledgements and retrying"
-                        )
-                    },
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = state.shutdown.cancelled() => return false,
+/// Counters and the sentry limiter the writer keeps between batches.
+struct WriterMemory {
+    known_topics: HashSet<(i32, String)>,
+    sentry_parsing_events: RateLimit,
+}
+
+/// Failed attempts, with the database answering pings, after which a batch is taken apart.
+const REFUSALS_BEFORE_ISOLATING: u32 = 3;
+
+/// Stores the batch, retrying while the database is away. A batch the database keeps refusing
+/// while it answers (bad data, not an outage) is split so one bad message cannot stall the
+/// connection. Returns false only when shutdown interrupted the retries.
+fn commit_with_retry<'a>(
+    state: &'a AppState,
+    batch: Vec<Prepared>,
+    memory: &'a mut WriterMemory,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+    Box::pin(async move {
+        let mut delay = Duration::from_millis(100);
+        let mut refusals = 0;
+        loop {
+            let started = Instant::now();
+            match persist(
+                &state.db,
+                &batch,
+                state.config.pipeline.sample_bytes,
+                Some(&memory.known_topics),
+            )
+            .await
+            {
+                Ok(committed) => {
+                    state
+                        .metrics
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    finish(state, &batch, committed, memory).await;
+                    return true;
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
+                Err(error) => {
+                    state.metrics.commit_failures.inc();
+                    report_storage_error(&batch, &error, delay);
+                    if crate::db::ping(&state.db).await {
+                        refusals += 1;
+                        if refusals >= REFUSALS_BEFORE_ISOLATING {
+                            return isolate(state, batch, error.to_string(), memory).await;
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = state.shutdown.cancelled() => return false,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
         }
+    })
+}
+
+async fn isolate(
+    state: &AppState,
+    batch: Vec<Prepared>,
+    error: String,
+    memory: &mut WriterMemory,
+) -> bool {
+    if batch.len() > 1 {
+        for message in batch {
+            if !commit_with_retry(state, vec![message], memory).await {
+                return false;
+            }
+        }
+        return true;
+    }
+    let Some(mut message) = batch.into_iter().next() else {
+        return true;
     };
+    if matches!(message.outcome, Outcome::Failed { .. }) {
+        // Even the parsing-log row is refused: keep the payload in the log file and let the
+        // connection go on.
+        tracing::error!(
+            target: PARSING_TARGET,
+            site_id = message.site_id,
+            topic = %message.topic.escape_debug(),
+            payload = %String::from_utf8_lossy(&message.payload).escape_debug(),
+            "the database refuses to store this message even as a parsing-log row; it is dropped: {error}"
+        );
+        if let Some(ack) = &message.ack {
+            ack.send_ref().await;
+        }
+        return true;
+    }
+    message.outcome = Outcome::Failed {
+        error: format!("the database refused to store this message: {error}"),
+    };
+    commit_with_retry(state, vec![message], memory).await
+}
+
+fn report_storage_error(batch: &[Prepared], error: &sea_orm::DbErr, delay: Duration) {
+    let sites: Vec<String> = batch
+        .iter()
+        .map(|message| message.site_id.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    sentry::with_scope(
+        |scope| scope.set_tag("site_id", sites.join(",")),
+        || {
+            tracing::error!(
+                target: PARSING_TARGET,
+                %error,
+                messages = batch.len(),
+                retry_in_ms = delay.as_millis() as u64,
+                "cannot store a batch; holding its acknowledgements and retrying"
+            )
+        },
+    );
+}
+
+/// After the commit: counters, log lines, acknowledgements, then browser events.
+async fn finish(
+    state: &AppState,
+    batch: &[Prepared],
+    committed: super::persist::Committed,
+    memory: &mut WriterMemory,
+) {
     state.metrics.batch_messages.observe(batch.len() as f64);
-    if known_topics.len() > KNOWN_TOPICS_LIMIT {
-        known_topics.clear();
+    if memory.known_topics.len() > KNOWN_TOPICS_LIMIT {
+        memory.known_topics.clear();
     }
     for message in batch {
-        known_topics.insert((message.site_id, message.topic.clone()));
+        memory
+            .known_topics
+            .insert((message.site_id, message.topic.clone()));
     }
     let batch_events = events(batch, &committed.sensor_ids, &committed.new_topics);
     for message in batch {
@@ -176,7 +245,7 @@ async fn commit_with_retry(
                     payload_bytes = message.payload.len(),
                     "payload kept in the parsing log: {error}"
                 );
-                if sentry_parsing_events.allow(Instant::now()) {
+                if memory.sentry_parsing_events.allow(Instant::now()) {
                     report_parsing_error(message.site_id, &message.topic, parser, error);
                 }
             }
@@ -192,5 +261,4 @@ async fn commit_with_retry(
     for event in &batch_events {
         state.hub.send(event);
     }
-    true
 }

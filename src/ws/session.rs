@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use sea_orm::EntityTrait;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
@@ -26,7 +27,6 @@ use crate::api::devices::load_devices;
 use crate::entity::site;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use sea_orm::EntityTrait;
 
 /// "Try Again Later": the client may reconnect at once and will get a fresh snapshot.
 const CLOSE_FELL_BEHIND: u16 = 1013;
