@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::connection::ConnectionStatus;
 use crate::db;
+use crate::jobs::JobStatus;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -19,6 +20,8 @@ pub struct Health {
     pub messages_processed: u64,
     pub errors_count: u64,
     pub last_message_time: Option<DateTime<Utc>>,
+    /// Scheduled jobs with their schedule and last outcome.
+    pub jobs: Vec<JobStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,5 +59,6 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         messages_processed: state.metrics.messages_processed_total(),
         errors_count: state.metrics.errors_total(),
         last_message_time: state.metrics.last_message_time(),
+        jobs: state.jobs.list(),
     })
 }
