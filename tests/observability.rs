@@ -239,3 +239,106 @@ async fn silent_devices_go_offline_and_the_job_shows_in_health() {
     assert!(offline["last_run"].is_string(), "{offline}");
     assert!(jobs.iter().any(|job| job["name"] == "retention_purge"));
 }
+
+#[tokio::test]
+async fn the_retention_job_deletes_old_rows_and_keeps_recent_ones() {
+    use chrono::{Duration as Age, Utc};
+    use mqtt_supervisor::entity::{mqtt_connection_log, mqtt_parsing_log, sensor, sensor_reading};
+    use sea_orm::{ActiveModelTrait, PaginatorTrait, Set};
+    let database = TestDatabase::new().await;
+    let service = Service::start_with(
+        &database,
+        ServiceOptions {
+            args: config_args(
+                database.directory.path(),
+                "[jobs]\nreading_retention_days = 10\nlog_retention_days = 5\nretention_cron = \"*/2 * * * * *\"\n",
+            ),
+            ..Default::default()
+        },
+    );
+    let db = database.connect().await;
+    let (site_id, _) = insert_site(&db, common::free_port(), false, None).await;
+    let now = Utc::now();
+    let owner = gateway::ActiveModel {
+        site_id: Set(site_id),
+        identifier: Set("gw".into()),
+        name: Set(None),
+        last_seen: Set(Some(now)),
+        is_online: Set(true),
+        metadata: Set(None),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .expect("gateway");
+    let logger = datalogger::ActiveModel {
+        gateway_id: Set(owner.id),
+        identifier: Set("dl".into()),
+        last_seen: Set(Some(now)),
+        is_online: Set(true),
+        metadata: Set(None),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .expect("datalogger");
+    let probe = sensor::ActiveModel {
+        datalogger_id: Set(logger.id),
+        name: Set("t".into()),
+        unit: Set(None),
+        last_value: Set(Some(1.0)),
+        last_reading_at: Set(Some(now)),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .expect("sensor");
+    for days in [30, 1] {
+        sensor_reading::ActiveModel {
+            sensor_id: Set(probe.id),
+            ts: Set(now - Age::days(days)),
+            value: Set(days as f64),
+        }
+        .insert(&db)
+        .await
+        .expect("reading");
+        mqtt_connection_log::ActiveModel {
+            site_id: Set(site_id),
+            event: Set("connected".into()),
+            message: Set(format!("{days} days ago")),
+            created_at: Set(now - Age::days(days)),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .expect("connection log");
+        mqtt_parsing_log::ActiveModel {
+            site_id: Set(site_id),
+            topic: Set("t".into()),
+            parser: Set(None),
+            error: Set("bad".into()),
+            payload: Set(b"x".to_vec()),
+            received_at: Set(now - Age::days(days)),
+            created_at: Set(now - Age::days(days)),
+            replayed_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .expect("parsing log");
+    }
+    common::eventually(Duration::from_secs(15), "old rows purged", || async {
+        let readings = sensor_reading::Entity::find().count(&db).await.ok()?;
+        let parsing = mqtt_parsing_log::Entity::find().count(&db).await.ok()?;
+        (readings == 1 && parsing == 1).then_some(())
+    })
+    .await;
+    let kept = sensor_reading::Entity::find().one(&db).await.expect("read").expect("recent reading kept");
+    assert_eq!(kept.value, 1.0);
+    let logs = mqtt_connection_log::Entity::find().all(&db).await.expect("read");
+    assert!(logs.iter().all(|log| log.message != "30 days ago"), "old connection log purged");
+    assert!(logs.iter().any(|log| log.message == "1 days ago"), "recent connection log kept");
+    drop(service);
+}
