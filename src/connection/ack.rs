@@ -1,15 +1,23 @@
 //! Acknowledging a message to the broker once the transaction that stored it has committed.
+//!
+//! The writer never talks to the MQTT client itself: it hands the acknowledgement back to the
+//! connection task through an unbounded channel. The connection task is the only one polling the
+//! client's event loop, so if the writer waited on the client's request queue while that task
+//! waited on the writer, both would stop for good.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rumqttc::{AsyncClient, Publish};
+use rumqttc::Publish;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// A pending acknowledgement: the session it belongs to and the packet to acknowledge.
+pub type AckRequest = (u64, Publish);
 
 pub struct Ack {
-    client: AsyncClient,
+    sender: UnboundedSender<AckRequest>,
     publish: Publish,
     generation: u64,
-    current_generation: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Ack {
@@ -23,27 +31,22 @@ impl std::fmt::Debug for Ack {
 
 impl Ack {
     pub fn new(
-        client: AsyncClient,
+        sender: UnboundedSender<AckRequest>,
         mut publish: Publish,
-        current_generation: Arc<AtomicU64>,
+        current_generation: &Arc<AtomicU64>,
     ) -> Ack {
         // Only the packet id matters for the acknowledgement; the payload travels separately.
         publish.payload = Default::default();
-        let generation = current_generation.load(Ordering::SeqCst);
         Ack {
-            client,
+            sender,
             publish,
-            generation,
-            current_generation,
+            generation: current_generation.load(Ordering::SeqCst),
         }
     }
 
-    /// Sends the acknowledgement unless the session that delivered the message is gone (its
-    /// packet id may belong to another message by now; the broker redelivers the original).
-    pub async fn send_ref(&self) {
-        if self.current_generation.load(Ordering::SeqCst) != self.generation {
-            return;
-        }
-        let _ = self.client.ack(&self.publish).await;
+    /// Never waits. If the connection task is gone, the broker keeps the message and delivers
+    /// it again to the next session.
+    pub fn acknowledge(&self) {
+        let _ = self.sender.send((self.generation, self.publish.clone()));
     }
 }

@@ -6,7 +6,7 @@ mod backoff;
 mod settings;
 mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +14,14 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::Rng;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, Packet, QoS, SubscribeFilter,
-    SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, Packet, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use ack::Ack;
+pub use ack::{Ack, AckRequest};
 pub use backoff::reconnect_delay;
 pub use settings::{ConnectionSettings, SettingsError};
 pub use status::{ConnectionStatus, StatusReporter};
@@ -123,6 +123,9 @@ async fn run(
     // Bumped on every new session so acks meant for an earlier session are dropped: the broker
     // redelivers those messages and they are acknowledged when their copy commits.
     let generation = Arc::new(AtomicU64::new(0));
+    let (ack_sender, mut ack_receiver) = tokio::sync::mpsc::unbounded_channel::<AckRequest>();
+    // Acknowledgements the client's request queue had no room for yet; polling drains it.
+    let mut pending_acks: VecDeque<Publish> = VecDeque::new();
     let mut attempt: u32 = 0;
     let mut connected = false;
     let mut subscribed: BTreeMap<String, u8> = BTreeMap::new();
@@ -130,9 +133,21 @@ async fn run(
     report_invalid_patterns(site_id, &current_routes);
 
     loop {
+        flush_acks(&client, &mut pending_acks);
         tokio::select! {
-            biased;
             _ = cancel.cancelled() => break,
+            Some((ack_generation, publish)) = ack_receiver.recv() => {
+                // An ack meant for an earlier session could name a packet id that now belongs
+                // to another message; the broker redelivers the original instead.
+                if ack_generation == generation.load(Ordering::SeqCst) {
+                    pending_acks.push_back(publish);
+                }
+                while let Ok((ack_generation, publish)) = ack_receiver.try_recv() {
+                    if ack_generation == generation.load(Ordering::SeqCst) {
+                        pending_acks.push_back(publish);
+                    }
+                }
+            }
             changed = routes.changed() => {
                 if changed.is_err() {
                     break;
@@ -148,6 +163,7 @@ async fn run(
                     attempt = 0;
                     connected = true;
                     generation.fetch_add(1, Ordering::SeqCst);
+                    pending_acks.clear();
                     reporter.report(ConnectionStatus::Connected, None).await;
                     // A persistent session may already hold the subscriptions, but the patterns
                     // may have changed while we were away: subscribe to the full set again.
@@ -168,11 +184,7 @@ async fn run(
                         &limits,
                     );
                     if publish.qos != QoS::AtMostOnce {
-                        prepared.ack = Some(Ack::new(
-                            client.clone(),
-                            publish,
-                            generation.clone(),
-                        ));
+                        prepared.ack = Some(Ack::new(ack_sender.clone(), publish, &generation));
                     }
                     if writer.send(prepared).await.is_err() {
                         // The writer is gone only during shutdown; unacknowledged messages stay
@@ -225,6 +237,16 @@ async fn run(
         .await;
     }
     reporter.report(ConnectionStatus::Stopped, None).await;
+}
+
+/// Moves queued acknowledgements into the client's request queue as far as it has room.
+fn flush_acks(client: &AsyncClient, pending: &mut VecDeque<Publish>) {
+    while let Some(publish) = pending.front() {
+        if client.try_ack(publish).is_err() {
+            break;
+        }
+        pending.pop_front();
+    }
 }
 
 fn report_invalid_patterns(site_id: i32, routes: &SiteRoutes) {

@@ -177,7 +177,7 @@ async fn isolate(
             "the database refuses to store this message even as a parsing-log row; it is dropped: {error}"
         );
         if let Some(ack) = &message.ack {
-            ack.send_ref().await;
+            ack.acknowledge();
         }
         return true;
     }
@@ -255,7 +255,7 @@ async fn finish(
     // Acknowledge only now: the rows are durable.
     for message in batch {
         if let Some(ack) = &message.ack {
-            ack.send_ref().await;
+            ack.acknowledge();
         }
     }
     for event in &batch_events {
