@@ -324,3 +324,27 @@ async fn a_message_the_database_refuses_does_not_stall_the_connection() {
         assert!(refused.payload.starts_with(br#"{"bad\u0000name""#));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_every_queue_is_stored_completely() {
+    // More messages than the broker's in-flight window, the client's request queue and the
+    // writer's queue together: acknowledgements must keep flowing while the writer is busy.
+    const MESSAGES: usize = 20_000;
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let _service = Service::start_with(&database, options(database.directory.path()));
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    insert_topic(&db, site_id, "fleet/gateway/{gateway}/datalogger/{datalogger}", "datalogger_readings_v1").await;
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = publisher_on(broker.port).await;
+    for index in 0..MESSAGES {
+        let (topic, payload) = reading_payload(index);
+        publisher.publish(&topic, payload).await;
+    }
+    common::eventually(Duration::from_secs(120), "every reading of the burst", || async {
+        (readings(&db).await == 2 * MESSAGES as u64).then_some(())
+    })
+    .await;
+}
