@@ -335,10 +335,23 @@ async fn the_retention_job_deletes_old_rows_and_keeps_recent_ones() {
         (readings == 1 && parsing == 1).then_some(())
     })
     .await;
-    let kept = sensor_reading::Entity::find().one(&db).await.expect("read").expect("recent reading kept");
+    let kept = sensor_reading::Entity::find()
+        .one(&db)
+        .await
+        .expect("read")
+        .expect("recent reading kept");
     assert_eq!(kept.value, 1.0);
-    let logs = mqtt_connection_log::Entity::find().all(&db).await.expect("read");
-    assert!(logs.iter().all(|log| log.message != "30 days ago"), "old connection log purged");
-    assert!(logs.iter().any(|log| log.message == "1 days ago"), "recent connection log kept");
+    let logs = mqtt_connection_log::Entity::find()
+        .all(&db)
+        .await
+        .expect("read");
+    assert!(
+        logs.iter().all(|log| log.message != "30 days ago"),
+        "old connection log purged"
+    );
+    assert!(
+        logs.iter().any(|log| log.message == "1 days ago"),
+        "recent connection log kept"
+    );
     drop(service);
 }

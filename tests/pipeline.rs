@@ -335,7 +335,13 @@ async fn a_burst_larger_than_every_queue_is_stored_completely() {
     let _service = Service::start_with(&database, options(database.directory.path()));
     let db = database.connect().await;
     let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(&db, site_id, "fleet/gateway/{gateway}/datalogger/{datalogger}", "datalogger_readings_v1").await;
+    insert_topic(
+        &db,
+        site_id,
+        "fleet/gateway/{gateway}/datalogger/{datalogger}",
+        "datalogger_readings_v1",
+    )
+    .await;
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let publisher = publisher_on(broker.port).await;
@@ -343,8 +349,10 @@ async fn a_burst_larger_than_every_queue_is_stored_completely() {
         let (topic, payload) = reading_payload(index);
         publisher.publish(&topic, payload).await;
     }
-    common::eventually(Duration::from_secs(120), "every reading of the burst", || async {
-        (readings(&db).await == 2 * MESSAGES as u64).then_some(())
-    })
+    common::eventually(
+        Duration::from_secs(120),
+        "every reading of the burst",
+        || async { (readings(&db).await == 2 * MESSAGES as u64).then_some(()) },
+    )
     .await;
 }

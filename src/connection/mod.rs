@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::Rng;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, Packet, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, Packet, Publish, QoS, SubscribeFilter,
+    SubscribeReasonCode,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
