@@ -11,7 +11,11 @@ use crate::ws::Event;
 
 /// The moment before which "last seen" means offline.
 pub fn offline_cutoff(now: DateTime<Utc>, offline_after_secs: u64) -> DateTime<Utc> {
-    now - Duration::seconds(i64::try_from(offline_after_secs).unwrap_or(i64::MAX / 2_000))
+    i64::try_from(offline_after_secs)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|silence| now.checked_sub_signed(silence))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 pub async fn mark_offline(state: &AppState) -> Result<String, DbErr> {

@@ -10,7 +10,14 @@ use crate::state::AppState;
 
 /// Zero days means "keep forever".
 pub fn retention_cutoff(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
-    (days > 0).then(|| now - Duration::days(i64::from(days)))
+    if days == 0 {
+        return None;
+    }
+    Some(
+        Duration::try_days(i64::from(days))
+            .and_then(|age| now.checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+    )
 }
 
 pub async fn purge(state: &AppState) -> Result<String, DbErr> {
@@ -59,6 +66,11 @@ mod tests {
     #[test]
     fn zero_days_keeps_everything() {
         assert_eq!(retention_cutoff(Utc::now(), 0), None);
+    }
+
+    #[test]
+    fn absurd_retention_does_not_overflow() {
+        assert!(retention_cutoff(Utc::now(), u32::MAX).is_some());
     }
 
     #[test]
