@@ -1023,7 +1023,8 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
             "connections",
             "messages_processed",
             "errors_count",
-            "last_message_time"
+            "last_message_time",
+            "jobs"
         ])
     );
     assert_eq!(health["status"], "ok", "{health}");
