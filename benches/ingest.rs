@@ -216,9 +216,17 @@ impl Service {
                 "SUPERVISOR_PARSERS_DIR",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/parsers"),
             )
-            .env("RUST_LOG", "warn")
+            // BENCH_SERVICE_LOG=FILTER shows the service's own log (on stderr) for profiling.
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var("BENCH_SERVICE_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("start service");
         let stdout = child.stdout.take().expect("stdout");

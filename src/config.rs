@@ -102,6 +102,7 @@ pub struct PipelineConfig {
     pub batch_max_messages: usize,
     pub batch_linger_ms: u64,
     pub sample_bytes: usize,
+    pub state_flush_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -192,14 +192,13 @@ async fn a_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
     // And no more arrive later: nothing is stored twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(readings(&db).await, 2 * MESSAGES as u64);
-    let counted: i64 = discovered_topic::Entity::find()
+    // Topic counters are flushed about once a second, so a kill may lose the last second of
+    // counts (never a reading); every topic is there.
+    let topics = discovered_topic::Entity::find()
         .all(&db)
         .await
-        .expect("read")
-        .iter()
-        .map(|topic| topic.message_count)
-        .sum();
-    assert!(counted >= MESSAGES as i64, "discovery counted {counted}");
+        .expect("read");
+    assert_eq!(topics.len(), 10, "every datalogger topic is discovered");
 }
 
 // The proxy runs on the test's runtime while the harness blocks a thread waiting for the service.

@@ -19,6 +19,20 @@ pub struct TopicTally {
     pub mqtt_topic_id: Option<i32>,
 }
 
+impl TopicTally {
+    /// Folds a later tally of the same topic in: counts add up, the latest sample wins.
+    pub fn absorb(&mut self, later: TopicTally) {
+        self.count += later.count;
+        self.first_seen = self.first_seen.min(later.first_seen);
+        if later.last_seen >= self.last_seen {
+            self.last_seen = later.last_seen;
+            self.sample = later.sample;
+            self.is_processable = later.is_processable;
+            self.mqtt_topic_id = later.mqtt_topic_id;
+        }
+    }
+}
+
 pub fn tally(batch: &[Prepared], sample_bytes: usize) -> Vec<TopicTally> {
     let mut tallies: BTreeMap<(i32, &str), TopicTally> = BTreeMap::new();
     for message in batch {

@@ -34,6 +34,8 @@ struct GatewayRow {
     last_seen: DateTime<Utc>,
     is_online: bool,
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A status or metadata change: written at once, not with the next flush.
+    announced: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -43,55 +45,168 @@ struct SensorRow {
     ts: DateTime<Utc>,
 }
 
-/// The batch folded into one row per key: a multi-row upsert may not touch a key twice.
-#[derive(Debug, Default)]
-struct Folded {
+/// Latest-state rows (topic counters, last seen, latest values) folded one row per key: a
+/// multi-row upsert may not touch a key twice. Readings are not here: they are written at once.
+#[derive(Debug, Default, Clone)]
+pub struct DeviceState {
+    topics: BTreeMap<(i32, String), TopicTally>,
     gateways: BTreeMap<(i32, String), GatewayRow>,
     dataloggers: BTreeMap<(i32, String, String), DateTime<Utc>>,
     sensors: BTreeMap<SensorKey, SensorRow>,
-    readings: BTreeMap<(SensorKey, DateTime<Utc>), f64>,
 }
 
-fn fold(batch: &[Prepared]) -> Folded {
-    let mut folded = Folded::default();
+impl DeviceState {
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+            && self.gateways.is_empty()
+            && self.dataloggers.is_empty()
+            && self.sensors.is_empty()
+    }
+
+    /// Folds `newer` in: counts add up, the latest sample, time and value win.
+    fn merge(&mut self, newer: DeviceState) {
+        for (key, tally) in newer.topics {
+            match self.topics.get_mut(&key) {
+                Some(existing) => existing.absorb(tally),
+                None => {
+                    self.topics.insert(key, tally);
+                }
+            }
+        }
+        for (key, row) in newer.gateways {
+            match self.gateways.get_mut(&key) {
+                Some(existing) => {
+                    existing.last_seen = existing.last_seen.max(row.last_seen);
+                    if row.announced {
+                        existing.is_online = row.is_online;
+                        existing.announced = true;
+                    }
+                    if let Some(metadata) = row.metadata {
+                        existing
+                            .metadata
+                            .get_or_insert_with(Default::default)
+                            .extend(metadata);
+                    }
+                }
+                None => {
+                    self.gateways.insert(key, row);
+                }
+            }
+        }
+        for (key, last_seen) in newer.dataloggers {
+            let existing = self.dataloggers.entry(key).or_insert(last_seen);
+            *existing = (*existing).max(last_seen);
+        }
+        for (key, row) in newer.sensors {
+            match self.sensors.get_mut(&key) {
+                Some(existing) if existing.ts > row.ts => {}
+                Some(existing) => {
+                    let unit = row.unit.clone().or_else(|| existing.unit.clone());
+                    *existing = SensorRow { unit, ..row };
+                }
+                None => {
+                    self.sensors.insert(key, row);
+                }
+            }
+        }
+    }
+}
+
+/// What the writer remembers between batches: row ids of known devices (so a batch needs no
+/// lookups) and the latest state not yet written. Latest state is written at most every
+/// `flush_interval`, and at once for anything new, so steady traffic costs one insert of
+/// readings per batch. Readings and parsing-log rows are never deferred: they are what an
+/// acknowledgement promises.
+#[derive(Debug)]
+pub struct WriteCache {
+    gateway_ids: HashMap<(i32, String), i32>,
+    datalogger_ids: HashMap<(i32, String, String), i32>,
+    sensor_ids: HashMap<SensorKey, i32>,
+    known_topics: HashSet<(i32, String)>,
+    pending: DeviceState,
+    last_flush: std::time::Instant,
+    flush_interval: std::time::Duration,
+}
+
+/// Bound on remembered keys, so a flood of unique topics or devices cannot grow memory forever.
+const CACHE_LIMIT: usize = 200_000;
+
+impl WriteCache {
+    pub fn new(flush_interval: std::time::Duration) -> WriteCache {
+        WriteCache {
+            gateway_ids: HashMap::new(),
+            datalogger_ids: HashMap::new(),
+            sensor_ids: HashMap::new(),
+            known_topics: HashSet::new(),
+            pending: DeviceState::default(),
+            last_flush: std::time::Instant::now(),
+            flush_interval,
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn flush_due(&self) -> bool {
+        self.last_flush.elapsed() >= self.flush_interval
+    }
+
+    /// When the next flush is due.
+    pub fn next_flush(&self) -> std::time::Instant {
+        self.last_flush + self.flush_interval
+    }
+
+    /// After a failed write: ids may name rows that are gone (a site was deleted).
+    pub fn forget_ids(&mut self) {
+        self.gateway_ids.clear();
+        self.datalogger_ids.clear();
+        self.sensor_ids.clear();
+        self.known_topics.clear();
+    }
+}
+
+fn fold(batch: &[Prepared], sample_bytes: usize, discover: bool) -> (DeviceState, ReadingRows) {
+    let mut state = DeviceState::default();
+    let mut readings = ReadingRows::new();
+    if discover {
+        for tally in tally(batch, sample_bytes) {
+            state
+                .topics
+                .insert((tally.site_id, tally.topic.clone()), tally);
+        }
+    }
     for message in batch {
         let Outcome::Parsed(output) = &message.outcome else {
             continue;
         };
         let site_id = message.site_id;
+        let mut parsed = DeviceState::default();
         for record in &output.gateways {
-            let row = folded
-                .gateways
-                .entry((site_id, record.identifier.clone()))
-                .or_insert(GatewayRow {
+            parsed.gateways.insert(
+                (site_id, record.identifier.clone()),
+                GatewayRow {
                     last_seen: message.received_at,
-                    is_online: true,
-                    metadata: None,
-                });
-            row.last_seen = row.last_seen.max(message.received_at);
-            if let Some(online) = record.online {
-                row.is_online = online;
-            }
-            if !record.metadata.is_empty() {
-                let metadata = row.metadata.get_or_insert_with(Default::default);
-                metadata.extend(record.metadata.clone());
-            }
+                    is_online: record.online.unwrap_or(true),
+                    metadata: (!record.metadata.is_empty()).then(|| record.metadata.clone()),
+                    announced: record.online.is_some() || !record.metadata.is_empty(),
+                },
+            );
         }
         for record in &output.dataloggers {
-            let gateway = folded
+            parsed
                 .gateways
                 .entry((site_id, record.gateway.clone()))
                 .or_insert(GatewayRow {
                     last_seen: message.received_at,
                     is_online: true,
                     metadata: None,
+                    announced: false,
                 });
-            gateway.last_seen = gateway.last_seen.max(message.received_at);
-            let last_seen = folded
-                .dataloggers
-                .entry((site_id, record.gateway.clone(), record.identifier.clone()))
-                .or_insert(message.received_at);
-            *last_seen = (*last_seen).max(message.received_at);
+            parsed.dataloggers.insert(
+                (site_id, record.gateway.clone(), record.identifier.clone()),
+                message.received_at,
+            );
             for value in &record.sensors {
                 let key: SensorKey = (
                     site_id,
@@ -99,56 +214,146 @@ fn fold(batch: &[Prepared]) -> Folded {
                     record.identifier.clone(),
                     value.name.clone(),
                 );
-                match folded.sensors.get_mut(&key) {
-                    Some(row) if row.ts > record.ts => {}
-                    Some(row) => {
-                        row.value = value.value;
-                        row.ts = record.ts;
-                        if value.unit.is_some() {
-                            row.unit = value.unit.clone();
-                        }
-                    }
-                    None => {
-                        folded.sensors.insert(
-                            key.clone(),
-                            SensorRow {
-                                unit: value.unit.clone(),
-                                value: value.value,
-                                ts: record.ts,
-                            },
-                        );
-                    }
-                }
-                folded.readings.insert((key, record.ts), value.value);
+                parsed.sensors.insert(
+                    key.clone(),
+                    SensorRow {
+                        unit: value.unit.clone(),
+                        value: value.value,
+                        ts: record.ts,
+                    },
+                );
+                readings.insert((key, record.ts), value.value);
             }
         }
+        state.merge(parsed);
     }
-    folded
+    (state, readings)
 }
 
-/// Stores the batch; all or nothing. `known_topics` spares a lookup for topics already stored;
-/// `None` skips discovery (a replayed payload was counted when it first arrived).
+type ReadingRows = BTreeMap<(SensorKey, DateTime<Utc>), f64>;
+
+/// The part of `state` that must be written now when no flush is due: devices and sensors never
+/// stored before, and gateways whose status or metadata changed.
+fn urgent(state: &DeviceState, cache: &WriteCache) -> DeviceState {
+    DeviceState {
+        topics: BTreeMap::new(),
+        gateways: state
+            .gateways
+            .iter()
+            .filter(|(key, row)| row.announced || !cache.gateway_ids.contains_key(*key))
+            .map(|(key, row)| (key.clone(), row.clone()))
+            .collect(),
+        dataloggers: state
+            .dataloggers
+            .iter()
+            .filter(|(key, _)| !cache.datalogger_ids.contains_key(*key))
+            .map(|(key, row)| (key.clone(), *row))
+            .collect(),
+        sensors: state
+            .sensors
+            .iter()
+            .filter(|(key, _)| !cache.sensor_ids.contains_key(*key))
+            .map(|(key, row)| (key.clone(), row.clone()))
+            .collect(),
+    }
+}
+
+/// Stores the batch in one transaction; all or nothing. With `discover` false the batch's topics
+/// are not counted (a replayed payload was counted when it first arrived). With `force_flush`
+/// every pending latest-state row is written too (shutdown, replay, the flush timer).
 pub async fn persist(
     db: &DatabaseConnection,
     batch: &[Prepared],
     sample_bytes: usize,
-    known_topics: Option<&HashSet<(i32, String)>>,
+    cache: &mut WriteCache,
+    discover: bool,
+    force_flush: bool,
 ) -> Result<Committed, DbErr> {
-    let folded = fold(batch);
-    let transaction = db.begin().await?;
-    let new_topics = match known_topics {
-        Some(known_topics) => {
-            let tallies = tally(batch, sample_bytes);
-            upsert_discovered(&transaction, &tallies, known_topics).await?
-        }
-        None => Vec::new(),
+    let started = std::time::Instant::now();
+    let (batch_state, readings) = fold(batch, sample_bytes, discover);
+    let has_new_topic = batch_state
+        .topics
+        .keys()
+        .any(|key| !cache.known_topics.contains(key));
+    let flush = force_flush || has_new_topic || cache.flush_due();
+    let to_write = if flush {
+        let mut everything = cache.pending.clone();
+        everything.merge(batch_state.clone());
+        everything
+    } else {
+        urgent(&batch_state, cache)
     };
-    let gateway_ids = upsert_gateways(&transaction, &folded).await?;
-    let datalogger_ids = upsert_dataloggers(&transaction, &folded, &gateway_ids).await?;
-    let sensor_ids = upsert_sensors(&transaction, &folded, &datalogger_ids).await?;
-    insert_readings(&transaction, &folded, &sensor_ids).await?;
+
+    let transaction = db.begin().await?;
+    let tallies: Vec<TopicTally> = to_write.topics.values().cloned().collect();
+    let new_topics = upsert_discovered(&transaction, &tallies, &cache.known_topics).await?;
+    let gateway_ids = upsert_gateways(&transaction, &to_write.gateways, &cache.gateway_ids).await?;
+    let gateway_id = |key: &(i32, String)| {
+        gateway_ids
+            .get(key)
+            .or_else(|| cache.gateway_ids.get(key))
+            .copied()
+    };
+    let datalogger_ids = upsert_dataloggers(
+        &transaction,
+        &to_write.dataloggers,
+        &gateway_id,
+        &cache.datalogger_ids,
+    )
+    .await?;
+    let datalogger_id = |key: &(i32, String, String)| {
+        datalogger_ids
+            .get(key)
+            .or_else(|| cache.datalogger_ids.get(key))
+            .copied()
+    };
+    let new_sensor_ids = upsert_sensors(
+        &transaction,
+        &to_write.sensors,
+        &datalogger_id,
+        &cache.sensor_ids,
+    )
+    .await?;
+    let mut sensor_ids = HashMap::new();
+    for key in batch_state.sensors.keys() {
+        let id = new_sensor_ids
+            .get(key)
+            .or_else(|| cache.sensor_ids.get(key))
+            .copied()
+            .ok_or_else(|| {
+                DbErr::Custom(format!(
+                    "sensor {} of datalogger {} has no row",
+                    key.3, key.2
+                ))
+            })?;
+        sensor_ids.insert(key.clone(), id);
+    }
+    insert_readings(&transaction, &readings, &sensor_ids).await?;
     insert_parsing_logs(&transaction, batch).await?;
     transaction.commit().await?;
+
+    // Only now, with the rows durable, may the cache believe in them.
+    if cache.gateway_ids.len() + cache.datalogger_ids.len() + cache.sensor_ids.len() > CACHE_LIMIT
+        || cache.known_topics.len() > CACHE_LIMIT
+    {
+        cache.forget_ids();
+    }
+    cache.gateway_ids.extend(gateway_ids);
+    cache.datalogger_ids.extend(datalogger_ids);
+    cache.sensor_ids.extend(new_sensor_ids);
+    if flush {
+        cache.known_topics.extend(to_write.topics.into_keys());
+        cache.pending = DeviceState::default();
+        cache.last_flush = std::time::Instant::now();
+    } else {
+        cache.pending.merge(batch_state);
+    }
+    tracing::debug!(
+        messages = batch.len(),
+        flushed = flush,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "batch stored"
+    );
     Ok(Committed {
         sensor_ids,
         new_topics,
@@ -225,16 +430,18 @@ async fn upsert_discovered<C: ConnectionTrait>(
     Ok(new_topics)
 }
 
+/// Writes the rows; returns the ids of those the cache does not know yet.
 async fn upsert_gateways<C: ConnectionTrait>(
     db: &C,
-    folded: &Folded,
+    gateways: &BTreeMap<(i32, String), GatewayRow>,
+    cached: &HashMap<(i32, String), i32>,
 ) -> Result<HashMap<(i32, String), i32>, DbErr> {
     let mut ids = HashMap::new();
-    if folded.gateways.is_empty() {
+    if gateways.is_empty() {
         return Ok(ids);
     }
     let now = Utc::now();
-    let entries: Vec<_> = folded.gateways.iter().collect();
+    let entries: Vec<_> = gateways.iter().collect();
     for chunk in entries.chunks(CHUNK_ROWS) {
         let rows = chunk
             .iter()
@@ -262,7 +469,7 @@ async fn upsert_gateways<C: ConnectionTrait>(
             .await?;
     }
     let mut by_site: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for (site_id, identifier) in folded.gateways.keys() {
+    for (site_id, identifier) in gateways.keys().filter(|key| !cached.contains_key(*key)) {
         by_site
             .entry(*site_id)
             .or_default()
@@ -283,27 +490,32 @@ async fn upsert_gateways<C: ConnectionTrait>(
     Ok(ids)
 }
 
+/// Writes the rows; returns the ids of those the cache does not know yet.
 async fn upsert_dataloggers<C: ConnectionTrait>(
     db: &C,
-    folded: &Folded,
-    gateway_ids: &HashMap<(i32, String), i32>,
+    dataloggers: &BTreeMap<(i32, String, String), DateTime<Utc>>,
+    gateway_id: &impl Fn(&(i32, String)) -> Option<i32>,
+    cached: &HashMap<(i32, String, String), i32>,
 ) -> Result<HashMap<(i32, String, String), i32>, DbErr> {
     let mut ids = HashMap::new();
-    if folded.dataloggers.is_empty() {
+    if dataloggers.is_empty() {
         return Ok(ids);
     }
     let now = Utc::now();
     let mut rows = Vec::new();
     let mut gateway_of: HashMap<i32, (i32, String)> = HashMap::new();
-    for ((site_id, gateway, identifier), last_seen) in &folded.dataloggers {
-        let Some(gateway_id) = gateway_ids.get(&(*site_id, gateway.clone())) else {
+    for (key, last_seen) in dataloggers {
+        let (site_id, gateway, identifier) = key;
+        let Some(gateway_id) = gateway_id(&(*site_id, gateway.clone())) else {
             return Err(DbErr::Custom(format!(
                 "gateway {gateway} of site {site_id} vanished inside the transaction"
             )));
         };
-        gateway_of.insert(*gateway_id, (*site_id, gateway.clone()));
+        if !cached.contains_key(key) {
+            gateway_of.insert(gateway_id, (*site_id, gateway.clone()));
+        }
         rows.push(datalogger::ActiveModel {
-            gateway_id: Set(*gateway_id),
+            gateway_id: Set(gateway_id),
             identifier: Set(identifier.clone()),
             last_seen: Set(Some(*last_seen)),
             is_online: Set(true),
@@ -326,7 +538,10 @@ async fn upsert_dataloggers<C: ConnectionTrait>(
             .await?;
     }
     let gateway_id_list: Vec<i32> = gateway_of.keys().copied().collect();
-    let wanted: HashSet<(i32, String, String)> = folded.dataloggers.keys().cloned().collect();
+    let wanted: HashSet<&(i32, String, String)> = dataloggers
+        .keys()
+        .filter(|key| !cached.contains_key(*key))
+        .collect();
     for chunk in gateway_id_list.chunks(CHUNK_ROWS) {
         for row in datalogger::Entity::find()
             .filter(datalogger::Column::GatewayId.is_in(chunk.iter().copied()))
@@ -344,27 +559,32 @@ async fn upsert_dataloggers<C: ConnectionTrait>(
     Ok(ids)
 }
 
+/// Writes the rows; returns the ids of those the cache does not know yet.
 async fn upsert_sensors<C: ConnectionTrait>(
     db: &C,
-    folded: &Folded,
-    datalogger_ids: &HashMap<(i32, String, String), i32>,
+    sensors: &BTreeMap<SensorKey, SensorRow>,
+    datalogger_id: &impl Fn(&(i32, String, String)) -> Option<i32>,
+    cached: &HashMap<SensorKey, i32>,
 ) -> Result<HashMap<SensorKey, i32>, DbErr> {
     let mut ids = HashMap::new();
-    if folded.sensors.is_empty() {
+    if sensors.is_empty() {
         return Ok(ids);
     }
     let mut rows = Vec::new();
     let mut datalogger_of: HashMap<i32, (i32, String, String)> = HashMap::new();
-    for ((site_id, gateway, datalogger_identifier, name), row) in &folded.sensors {
+    for (key, row) in sensors {
+        let (site_id, gateway, datalogger_identifier, name) = key;
         let datalogger_key = (*site_id, gateway.clone(), datalogger_identifier.clone());
-        let Some(datalogger_id) = datalogger_ids.get(&datalogger_key) else {
+        let Some(datalogger_id) = datalogger_id(&datalogger_key) else {
             return Err(DbErr::Custom(format!(
                 "datalogger {datalogger_identifier} vanished inside the transaction"
             )));
         };
-        datalogger_of.insert(*datalogger_id, datalogger_key);
+        if !cached.contains_key(key) {
+            datalogger_of.insert(datalogger_id, datalogger_key);
+        }
         rows.push(sensor::ActiveModel {
-            datalogger_id: Set(*datalogger_id),
+            datalogger_id: Set(datalogger_id),
             name: Set(name.clone()),
             unit: Set(row.unit.clone()),
             last_value: Set(Some(row.value)),
@@ -416,7 +636,7 @@ async fn upsert_sensors<C: ConnectionTrait>(
                     datalogger_identifier.clone(),
                     row.name.clone(),
                 );
-                if folded.sensors.contains_key(&key) {
+                if sensors.contains_key(&key) && !cached.contains_key(&key) {
                     ids.insert(key, row.id);
                 }
             }
@@ -427,11 +647,10 @@ async fn upsert_sensors<C: ConnectionTrait>(
 
 async fn insert_readings<C: ConnectionTrait>(
     db: &C,
-    folded: &Folded,
+    readings: &ReadingRows,
     sensor_ids: &HashMap<SensorKey, i32>,
 ) -> Result<(), DbErr> {
-    let rows: Vec<sensor_reading::ActiveModel> = folded
-        .readings
+    let rows: Vec<sensor_reading::ActiveModel> = readings
         .iter()
         .filter_map(|((key, ts), value)| {
             let sensor_id = sensor_ids.get(key)?;

@@ -8,7 +8,7 @@ use sea_orm::{
 use serde::Serialize;
 
 use super::notify::events;
-use super::persist::persist;
+use super::persist::{persist, WriteCache};
 use super::{prepare, Limits, Outcome, SiteRoutes};
 use crate::entity::{mqtt_parsing_log, mqtt_topic};
 use crate::parsers::ParseOutput;
@@ -82,7 +82,17 @@ pub async fn replay(
         Outcome::Parsed(output) => output.clone(),
     };
     let batch = [prepared];
-    let committed = persist(&state.db, &batch, limits.sample_bytes, None).await?;
+    // A private cache with nothing pending: everything the payload touches is written now.
+    let mut cache = WriteCache::new(std::time::Duration::ZERO);
+    let committed = persist(
+        &state.db,
+        &batch,
+        limits.sample_bytes,
+        &mut cache,
+        false,
+        true,
+    )
+    .await?;
     let mut row = log.into_active_model();
     row.replayed_at = Set(Some(Utc::now()));
     row.update(&state.db).await?;

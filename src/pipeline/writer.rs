@@ -1,21 +1,16 @@
 //! The writer task: gathers prepared messages into batches, commits each batch (retrying while the
 //! database is away), then acknowledges the batch's messages to their brokers and tells browsers.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::notify::events;
-use super::persist::persist;
+use super::persist::{persist, WriteCache};
 use super::{Outcome, Prepared};
 use crate::state::AppState;
 use crate::telemetry::{report_parsing_error, RateLimit, PARSING_TARGET};
-
-/// Topics remembered as stored, so discovery needs no lookup for them; bounded so a flood of
-/// unique topics cannot grow memory without end.
-const KNOWN_TOPICS_LIMIT: usize = 200_000;
 
 #[derive(Clone)]
 pub struct WriterHandle {
@@ -49,12 +44,13 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
     let max_messages = state.config.pipeline.batch_max_messages;
     let linger = Duration::from_millis(state.config.pipeline.batch_linger_ms);
     let mut memory = WriterMemory {
-        known_topics: HashSet::new(),
+        cache: WriteCache::new(Duration::from_millis(state.config.pipeline.state_flush_ms)),
         sentry_parsing_events: RateLimit::per_minute(
             state.config.sentry.parsing_error_events_per_minute,
         ),
     };
     loop {
+        let next_flush = tokio::time::Instant::from_std(memory.cache.next_flush());
         let first = tokio::select! {
             message = receiver.recv() => message,
             _ = state.shutdown.cancelled() => {
@@ -62,8 +58,20 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
                 receiver.close();
                 receiver.recv().await
             }
+            // Quiet traffic: latest state still reaches the database within the interval.
+            _ = tokio::time::sleep_until(next_flush), if memory.cache.has_pending() => {
+                if !commit_with_retry(&state, Vec::new(), &mut memory).await {
+                    break;
+                }
+                continue;
+            }
         };
-        let Some(first) = first else { break };
+        let Some(first) = first else {
+            if memory.cache.has_pending() {
+                commit_with_retry(&state, Vec::new(), &mut memory).await;
+            }
+            break;
+        };
         let mut batch = Vec::with_capacity(max_messages);
         batch.push(first);
         let deadline = tokio::time::Instant::now() + linger;
@@ -91,9 +99,9 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
     }
 }
 
-/// Counters and the sentry limiter the writer keeps between batches.
+/// What the writer keeps between batches.
 struct WriterMemory {
-    known_topics: HashSet<(i32, String)>,
+    cache: WriteCache,
     sentry_parsing_events: RateLimit,
 }
 
@@ -113,11 +121,15 @@ fn commit_with_retry<'a>(
         let mut refusals = 0;
         loop {
             let started = Instant::now();
+            // An empty batch is a flush of pending latest state.
+            let force_flush = batch.is_empty() || state.shutdown.is_cancelled();
             match persist(
                 &state.db,
                 &batch,
                 state.config.pipeline.sample_bytes,
-                Some(&memory.known_topics),
+                &mut memory.cache,
+                true,
+                force_flush,
             )
             .await
             {
@@ -131,6 +143,7 @@ fn commit_with_retry<'a>(
                 }
                 Err(error) => {
                     state.metrics.commit_failures.inc();
+                    memory.cache.forget_ids();
                     report_storage_error(&batch, &error, delay);
                     if crate::db::ping(&state.db).await {
                         refusals += 1;
@@ -216,14 +229,6 @@ async fn finish(
     memory: &mut WriterMemory,
 ) {
     state.metrics.batch_messages.observe(batch.len() as f64);
-    if memory.known_topics.len() > KNOWN_TOPICS_LIMIT {
-        memory.known_topics.clear();
-    }
-    for message in batch {
-        memory
-            .known_topics
-            .insert((message.site_id, message.topic.clone()));
-    }
     let batch_events = events(batch, &committed.sensor_ids, &committed.new_topics);
     for message in batch {
         let parser = message.parser().unwrap_or("");
