@@ -6,6 +6,8 @@ use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
 use crate::entity::mqtt_connection;
 
+const OUTGOING_INFLIGHT: u16 = 8;
+
 /// Everything that, when changed, needs a new session (and so a restart of the client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionSettings {
@@ -61,13 +63,17 @@ impl ConnectionSettings {
     }
 
     /// Client options with manual acknowledgements: the pipeline acks only after commit.
+    /// `inflight` is the broker's window of unacknowledged messages to us; it sizes the request
+    /// queue that carries our acknowledgements.
     pub fn mqtt_options(&self, inflight: u16) -> Result<MqttOptions, SettingsError> {
         let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
         options
             .set_keep_alive(Duration::from_secs(u64::from(self.keepalive_secs)))
             .set_clean_session(self.clean_session)
             .set_manual_acks(true)
-            .set_inflight(inflight)
+            // This bounds our own outgoing publishes, of which there are none; the client keeps
+            // a slot array of this size per connection, so a large value costs memory for nothing.
+            .set_inflight(OUTGOING_INFLIGHT)
             .set_max_packet_size(16 * 1024 * 1024, 1024 * 1024)
             .set_request_channel_capacity(usize::from(inflight).max(64) * 2);
         if let Some(username) = &self.username {

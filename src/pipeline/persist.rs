@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    Set, Statement, TransactionTrait,
 };
 
 use super::discover::{tally, TopicTally};
@@ -61,6 +61,23 @@ impl DeviceState {
             && self.gateways.is_empty()
             && self.dataloggers.is_empty()
             && self.sensors.is_empty()
+    }
+
+    /// Moves at most `rows` entries of each kind out of `self`, oldest keys first, so a large
+    /// flush is spread over several batches instead of stalling one.
+    fn take(&mut self, rows: usize) -> DeviceState {
+        fn take_from<K: Ord + Clone, V>(map: &mut BTreeMap<K, V>, rows: usize) -> BTreeMap<K, V> {
+            let keys: Vec<K> = map.keys().take(rows).cloned().collect();
+            keys.into_iter()
+                .filter_map(|key| map.remove(&key).map(|value| (key, value)))
+                .collect()
+        }
+        DeviceState {
+            topics: take_from(&mut self.topics, rows),
+            gateways: take_from(&mut self.gateways, rows),
+            dataloggers: take_from(&mut self.dataloggers, rows),
+            sensors: take_from(&mut self.sensors, rows),
+        }
     }
 
     /// Folds `newer` in: counts add up, the latest sample, time and value win.
@@ -127,6 +144,9 @@ pub struct WriteCache {
     last_flush: std::time::Instant,
     flush_interval: std::time::Duration,
 }
+
+/// Latest-state rows of each kind one batch writes along with its readings when a flush is due.
+const FLUSH_ROWS_PER_BATCH: usize = 250;
 
 /// Bound on remembered keys, so a flood of unique topics or devices cannot grow memory forever.
 const CACHE_LIMIT: usize = 200_000;
@@ -276,10 +296,31 @@ pub async fn persist(
         .keys()
         .any(|key| !cache.known_topics.contains(key));
     let flush = force_flush || has_new_topic || cache.flush_due();
+    // What stays pending after this transaction if it commits.
+    let mut remaining = DeviceState::default();
     let to_write = if flush {
         let mut everything = cache.pending.clone();
         everything.merge(batch_state.clone());
-        everything
+        if force_flush {
+            everything
+        } else {
+            let mut chunk = everything.take(FLUSH_ROWS_PER_BATCH);
+            chunk.merge(urgent(&everything, cache));
+            // New topics go out at once, so browsers hear of them at once.
+            let new_topics: Vec<(i32, String)> = everything
+                .topics
+                .keys()
+                .filter(|key| !cache.known_topics.contains(*key))
+                .cloned()
+                .collect();
+            for key in new_topics {
+                if let Some(tally) = everything.topics.remove(&key) {
+                    chunk.topics.insert(key, tally);
+                }
+            }
+            remaining = everything;
+            chunk
+        }
     } else {
         urgent(&batch_state, cache)
     };
@@ -343,8 +384,11 @@ pub async fn persist(
     cache.sensor_ids.extend(new_sensor_ids);
     if flush {
         cache.known_topics.extend(to_write.topics.into_keys());
-        cache.pending = DeviceState::default();
-        cache.last_flush = std::time::Instant::now();
+        // While rows remain, the flush stays due and the next batch carries on.
+        if remaining.is_empty() {
+            cache.last_flush = std::time::Instant::now();
+        }
+        cache.pending = remaining;
     } else {
         cache.pending.merge(batch_state);
     }
@@ -650,6 +694,9 @@ async fn insert_readings<C: ConnectionTrait>(
     readings: &ReadingRows,
     sensor_ids: &HashMap<SensorKey, i32>,
 ) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        return insert_readings_postgres(db, readings, sensor_ids).await;
+    }
     let rows: Vec<sensor_reading::ActiveModel> = readings
         .iter()
         .filter_map(|((key, ts), value)| {
@@ -671,6 +718,37 @@ async fn insert_readings<C: ConnectionTrait>(
             .exec_without_returning(db)
             .await?;
     }
+    Ok(())
+}
+
+/// PostgreSQL takes the whole batch as three arrays: one small prepared statement whatever the
+/// batch size, instead of three bind parameters per row.
+async fn insert_readings_postgres<C: ConnectionTrait>(
+    db: &C,
+    readings: &ReadingRows,
+    sensor_ids: &HashMap<SensorKey, i32>,
+) -> Result<(), DbErr> {
+    let mut ids = Vec::with_capacity(readings.len());
+    let mut times = Vec::with_capacity(readings.len());
+    let mut values = Vec::with_capacity(readings.len());
+    for ((key, ts), value) in readings {
+        if let Some(sensor_id) = sensor_ids.get(key) {
+            ids.push(*sensor_id);
+            times.push(*ts);
+            values.push(*value);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO sensor_reading (sensor_id, ts, value) \
+         SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[]) \
+         ON CONFLICT (sensor_id, ts) DO NOTHING",
+        [ids.into(), times.into(), values.into()],
+    );
+    db.execute_raw(statement).await?;
     Ok(())
 }
 
@@ -699,4 +777,134 @@ async fn insert_parsing_logs<C: ConnectionTrait>(db: &C, batch: &[Prepared]) -> 
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parsers::{DataloggerRecord, GatewayRecord, ParseOutput, SensorValue};
+    use chrono::Duration;
+
+    fn reading(site_id: i32, datalogger: &str, value: f64, at: DateTime<Utc>) -> Prepared {
+        Prepared {
+            site_id,
+            topic: format!("t/{datalogger}"),
+            received_at: at,
+            payload: b"{}".to_vec(),
+            route: Some((1, "datalogger_readings_v1".into())),
+            outcome: Outcome::Parsed(ParseOutput {
+                gateways: Vec::new(),
+                dataloggers: vec![DataloggerRecord {
+                    gateway: "gw".into(),
+                    identifier: datalogger.into(),
+                    ts: at,
+                    sensors: vec![SensorValue {
+                        name: "temperature".into(),
+                        value,
+                        unit: Some("°C".into()),
+                    }],
+                }],
+            }),
+            ack: None,
+        }
+    }
+
+    #[test]
+    fn folding_keeps_the_latest_value_and_every_reading() {
+        let start = Utc::now();
+        let batch = vec![
+            reading(1, "dl", 2.0, start + Duration::seconds(1)),
+            reading(1, "dl", 1.0, start),
+        ];
+        let (state, readings) = fold(&batch, 64, true);
+        assert_eq!(readings.len(), 2);
+        let key: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
+        assert_eq!(
+            state.sensors[&key].value, 2.0,
+            "the later timestamp wins, not the later message"
+        );
+        assert_eq!(state.topics[&(1, "t/dl".to_string())].count, 2);
+    }
+
+    #[test]
+    fn merging_adds_counts_and_keeps_the_newest_state() {
+        let start = Utc::now();
+        let (mut earlier, _) = fold(&[reading(1, "dl", 1.0, start)], 64, true);
+        let (later, _) = fold(
+            &[reading(1, "dl", 5.0, start + Duration::seconds(2))],
+            64,
+            true,
+        );
+        earlier.merge(later);
+        let key: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
+        assert_eq!(earlier.sensors[&key].value, 5.0);
+        assert_eq!(earlier.topics[&(1, "t/dl".to_string())].count, 2);
+        assert_eq!(
+            earlier.dataloggers[&(1, "gw".to_string(), "dl".to_string())],
+            start + Duration::seconds(2)
+        );
+    }
+
+    #[test]
+    fn a_large_flush_is_taken_in_chunks_and_nothing_is_lost() {
+        let start = Utc::now();
+        let batch: Vec<Prepared> = (0..600)
+            .map(|index| reading(1, &format!("dl-{index:03}"), index as f64, start))
+            .collect();
+        let (mut state, _) = fold(&batch, 64, true);
+        let first = state.take(250);
+        assert_eq!(first.sensors.len(), 250);
+        assert_eq!(first.topics.len(), 250);
+        let second = state.take(250);
+        let third = state.take(250);
+        assert_eq!(third.sensors.len(), 100);
+        assert!(state.is_empty());
+        let mut all = first;
+        all.merge(second);
+        all.merge(third);
+        assert_eq!(all.sensors.len(), 600);
+        assert_eq!(all.dataloggers.len(), 600);
+    }
+
+    #[test]
+    fn only_new_devices_and_announced_gateways_are_urgent() {
+        let start = Utc::now();
+        let mut cache = WriteCache::new(std::time::Duration::from_secs(1));
+        let (state, _) = fold(&[reading(1, "dl", 1.0, start)], 64, true);
+        let everything_new = urgent(&state, &cache);
+        assert_eq!(everything_new.sensors.len(), 1);
+        assert_eq!(everything_new.dataloggers.len(), 1);
+        assert_eq!(everything_new.gateways.len(), 1);
+        assert!(
+            everything_new.topics.is_empty(),
+            "topic counters are never urgent"
+        );
+
+        cache.gateway_ids.insert((1, "gw".into()), 10);
+        cache
+            .datalogger_ids
+            .insert((1, "gw".into(), "dl".into()), 20);
+        cache
+            .sensor_ids
+            .insert((1, "gw".into(), "dl".into(), "temperature".into()), 30);
+        assert!(urgent(&state, &cache).is_empty());
+
+        let mut status = reading(1, "dl", 1.0, start);
+        if let Outcome::Parsed(output) = &mut status.outcome {
+            output.gateways.push(GatewayRecord {
+                identifier: "gw".into(),
+                online: Some(false),
+                metadata: Default::default(),
+                ts: start,
+            });
+        }
+        let (state, _) = fold(&[status], 64, true);
+        let announced = urgent(&state, &cache);
+        assert_eq!(
+            announced.gateways.len(),
+            1,
+            "a status change is written at once"
+        );
+        assert!(!announced.gateways[&(1, "gw".to_string())].is_online);
+    }
 }
