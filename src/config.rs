@@ -103,6 +103,7 @@ pub struct PipelineConfig {
     pub batch_linger_ms: u64,
     pub sample_bytes: usize,
     pub state_flush_ms: u64,
+    pub writers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

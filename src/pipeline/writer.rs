@@ -1,5 +1,8 @@
-//! The writer task: gathers prepared messages into batches, commits each batch (retrying while the
-//! database is away), then acknowledges the batch's messages to their brokers and tells browsers.
+//! The writer tasks: each gathers prepared messages into batches, commits each batch (retrying
+//! while the database is away), then acknowledges the batch's messages to their brokers and tells
+//! browsers. Messages are sharded over the writers by site and topic, so one topic's messages
+//! stay in order and its counters have one owner, while PostgreSQL commits several batches at
+//! once instead of waiting on one round trip after another.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +17,7 @@ use crate::telemetry::{report_parsing_error, RateLimit, PARSING_TARGET};
 
 #[derive(Clone)]
 pub struct WriterHandle {
-    sender: mpsc::Sender<Prepared>,
+    senders: std::sync::Arc<[mpsc::Sender<Prepared>]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,29 +28,68 @@ impl WriterHandle {
     /// Waits while the queue is full: that back-pressure is what keeps the broker holding
     /// messages instead of this process when the database is slow or away.
     pub async fn send(&self, message: Prepared) -> Result<(), WriterStopped> {
-        self.sender.send(message).await.map_err(|_| WriterStopped)
-    }
-
-    pub fn queue_depth(&self) -> usize {
-        self.sender.max_capacity() - self.sender.capacity()
+        let shard = shard_of(message.site_id, &message.topic, self.senders.len());
+        self.senders[shard]
+            .send(message)
+            .await
+            .map_err(|_| WriterStopped)
     }
 }
 
+/// Which writer owns a topic: stable for the life of the process.
+pub fn shard_of(site_id: i32, topic: &str, writers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (site_id, topic).hash(&mut hasher);
+    (hasher.finish() % writers.max(1) as u64) as usize
+}
+
+/// Starts the writers; the returned task ends when all of them have drained and stopped.
 pub fn spawn_writer(state: AppState) -> (WriterHandle, JoinHandle<()>) {
-    let capacity = state.config.pipeline.batch_max_messages * 4;
-    let (sender, receiver) = mpsc::channel(capacity);
-    let task = tokio::spawn(run(state, receiver));
-    (WriterHandle { sender }, task)
+    // SQLite has one write lock: more writers would only queue behind it.
+    let writers = if crate::db::is_sqlite(&state.db) {
+        1
+    } else {
+        state.config.pipeline.writers.max(1)
+    };
+    let capacity = state.config.pipeline.batch_max_messages * 4 / writers;
+    let sentry_parsing_events = std::sync::Arc::new(std::sync::Mutex::new(RateLimit::per_minute(
+        state.config.sentry.parsing_error_events_per_minute,
+    )));
+    let mut senders = Vec::with_capacity(writers);
+    let mut tasks = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let (sender, receiver) = mpsc::channel(capacity.max(16));
+        senders.push(sender);
+        tasks.push(tokio::spawn(run(
+            state.clone(),
+            receiver,
+            sentry_parsing_events.clone(),
+        )));
+    }
+    let all = tokio::spawn(async move {
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    (
+        WriterHandle {
+            senders: senders.into(),
+        },
+        all,
+    )
 }
 
-async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
+async fn run(
+    state: AppState,
+    mut receiver: mpsc::Receiver<Prepared>,
+    sentry_parsing_events: std::sync::Arc<std::sync::Mutex<RateLimit>>,
+) {
     let max_messages = state.config.pipeline.batch_max_messages;
     let linger = Duration::from_millis(state.config.pipeline.batch_linger_ms);
     let mut memory = WriterMemory {
         cache: WriteCache::new(Duration::from_millis(state.config.pipeline.state_flush_ms)),
-        sentry_parsing_events: RateLimit::per_minute(
-            state.config.sentry.parsing_error_events_per_minute,
-        ),
+        sentry_parsing_events,
     };
     loop {
         let next_flush = tokio::time::Instant::from_std(memory.cache.next_flush());
@@ -102,7 +144,8 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Prepared>) {
 /// What the writer keeps between batches.
 struct WriterMemory {
     cache: WriteCache,
-    sentry_parsing_events: RateLimit,
+    /// Shared by every writer: the limit is per process.
+    sentry_parsing_events: std::sync::Arc<std::sync::Mutex<RateLimit>>,
 }
 
 /// Failed attempts, with the database answering pings, after which a batch is taken apart.
@@ -250,7 +293,12 @@ async fn finish(
                     payload_bytes = message.payload.len(),
                     "payload kept in the parsing log: {error}"
                 );
-                if memory.sentry_parsing_events.allow(Instant::now()) {
+                let allowed = memory
+                    .sentry_parsing_events
+                    .lock()
+                    .map(|mut limit| limit.allow(Instant::now()))
+                    .unwrap_or(false);
+                if allowed {
                     report_parsing_error(message.site_id, &message.topic, parser, error);
                 }
             }
@@ -265,5 +313,21 @@ async fn finish(
     }
     for event in &batch_events {
         state.hub.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_always_goes_to_the_same_writer_and_topics_spread() {
+        let first = shard_of(1, "a/b", 4);
+        assert!((0..100).all(|_| shard_of(1, "a/b", 4) == first));
+        let used: std::collections::HashSet<usize> = (0..200)
+            .map(|index| shard_of(1, &format!("topic/{index}"), 4))
+            .collect();
+        assert_eq!(used.len(), 4);
+        assert!((0..50).all(|index| shard_of(index, "t", 1) == 0));
     }
 }
