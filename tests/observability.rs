@@ -243,7 +243,9 @@ async fn silent_devices_go_offline_and_the_job_shows_in_health() {
 #[tokio::test]
 async fn the_retention_job_deletes_old_rows_and_keeps_recent_ones() {
     use chrono::{Duration as Age, Utc};
-    use mqtt_supervisor::entity::{mqtt_connection_log, mqtt_parsing_log, sensor, sensor_reading};
+    use mqtt_supervisor::entity::{
+        discovered_topic, mqtt_connection_log, mqtt_parsing_log, sensor, sensor_reading,
+    };
     use sea_orm::{ActiveModelTrait, PaginatorTrait, Set};
     let database = TestDatabase::new().await;
     let service = Service::start_with(
@@ -314,6 +316,20 @@ async fn the_retention_job_deletes_old_rows_and_keeps_recent_ones() {
         .insert(&db)
         .await
         .expect("connection log");
+        discovered_topic::ActiveModel {
+            site_id: Set(site_id),
+            topic: Set(format!("silent/{days}")),
+            first_seen: Set(now - Age::days(days)),
+            last_seen: Set(now - Age::days(days)),
+            message_count: Set(1),
+            last_payload: Set(Some("{\"sample\": 1}".into())),
+            is_processable: Set(false),
+            mqtt_topic_id: Set(None),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .expect("discovered topic");
         mqtt_parsing_log::ActiveModel {
             site_id: Set(site_id),
             topic: Set("t".into()),
@@ -353,5 +369,19 @@ async fn the_retention_job_deletes_old_rows_and_keeps_recent_ones() {
         logs.iter().any(|log| log.message == "1 days ago"),
         "recent connection log kept"
     );
+    let topics = discovered_topic::Entity::find()
+        .all(&db)
+        .await
+        .expect("read");
+    assert_eq!(topics.len(), 2);
+    for topic in &topics {
+        let stale = topic.topic == "silent/30";
+        assert_eq!(
+            topic.last_payload.is_none(),
+            stale,
+            "{}: sample compaction",
+            topic.topic
+        );
+    }
     drop(service);
 }

@@ -342,3 +342,39 @@ async fn a_patch_shows_connected_on_the_websocket_within_two_seconds() {
     assert_eq!(response.status(), 202);
     wait_for_row_status(&db, connection_id, "stopped", Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn tls_with_a_ca_file_connects_and_an_untrusted_certificate_is_refused() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start_tls();
+    let _service = Service::start_with(&database, fast_options(database.directory.path()));
+    let db = database.connect().await;
+    let (_, trusted) = insert_site(&db, broker.port, false, None).await;
+    let (_, untrusted) = insert_site(&db, broker.port, false, None).await;
+    let ca_file = broker.ca_file().display().to_string();
+    for (connection_id, ca) in [(trusted, Some(ca_file)), (untrusted, None)] {
+        mqtt_connection::Entity::update_many()
+            .col_expr(mqtt_connection::Column::Host, Expr::value("localhost"))
+            .col_expr(mqtt_connection::Column::UseTls, Expr::value(true))
+            .col_expr(mqtt_connection::Column::CaFile, Expr::value(ca))
+            .col_expr(mqtt_connection::Column::IsActive, Expr::value(true))
+            .filter(mqtt_connection::Column::Id.eq(connection_id))
+            .exec(&db)
+            .await
+            .expect("enable tls");
+    }
+    wait_for_row_status(&db, trusted, "connected", Duration::from_secs(15)).await;
+    // System roots do not know the test CA: the handshake fails and the client keeps retrying.
+    let error = common::eventually(
+        Duration::from_secs(15),
+        "the untrusted connection to fail",
+        || async {
+            let (status, error) = row_status(&db, untrusted).await;
+            (status == "reconnecting" || status == "error").then_some(error)
+        },
+    )
+    .await
+    .unwrap_or_default();
+    assert!(!error.is_empty(), "the failure carries the TLS error");
+    assert_ne!(row_status(&db, untrusted).await.0, "connected");
+}

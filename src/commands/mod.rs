@@ -11,6 +11,9 @@ use crate::cli::Command;
 use crate::config::Config;
 
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    // Two TLS crypto back-ends are linked in (through different dependencies), and rustls then
+    // refuses to guess: name one for the whole process before any TLS connection is made.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match command {
         Command::Serve(args) => serve::run(config, args).await,
         Command::Migrate(args) => migrate::run(config, args).await,

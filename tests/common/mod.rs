@@ -404,6 +404,20 @@ impl PrivateBroker {
 
     /// `credentials`: require this user name and password.
     pub fn start_with(credentials: Option<(&str, &str)>) -> PrivateBroker {
+        PrivateBroker::start_configured(credentials, false)
+    }
+
+    /// A broker that speaks only TLS, with a certificate for `localhost` signed by a fresh test
+    /// CA; the CA certificate is at `ca_file()`.
+    pub fn start_tls() -> PrivateBroker {
+        PrivateBroker::start_configured(None, true)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.directory.path().join("ca.crt")
+    }
+
+    fn start_configured(credentials: Option<(&str, &str)>, tls: bool) -> PrivateBroker {
         let directory = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut config = format!(
@@ -412,6 +426,16 @@ impl PrivateBroker {
         );
         if running_as_root() {
             config.push_str("user root\n");
+        }
+        if tls {
+            make_test_certificates(directory.path());
+            let path = |name: &str| directory.path().join(name).display().to_string();
+            config.push_str(&format!(
+                "cafile {}\ncertfile {}\nkeyfile {}\n",
+                path("ca.crt"),
+                path("server.crt"),
+                path("server.key")
+            ));
         }
         match credentials {
             Some((user, password)) => {
@@ -473,6 +497,71 @@ impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A throw-away CA and a server certificate for localhost/127.0.0.1, made with openssl.
+fn make_test_certificates(directory: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(directory)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    std::fs::write(
+        directory.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("write extension file");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mqtt-supervisor test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 fn running_as_root() -> bool {
