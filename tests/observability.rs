@@ -183,8 +183,7 @@ async fn errors_reach_sentry_with_tags_and_without_secrets_and_parsing_errors_ar
 #[tokio::test]
 async fn silent_devices_go_offline_and_the_job_shows_in_health() {
     let database = TestDatabase::new().await;
-    let broker = PrivateBroker::start();
-    let service = Service::start_with(
+    let site = common::ingesting_site(
         &database,
         ServiceOptions {
             reconcile_secs: 1,
@@ -194,19 +193,10 @@ async fn silent_devices_go_offline_and_the_job_shows_in_health() {
             ),
             ..Default::default()
         },
-    );
-    let db = database.connect().await;
-    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(
-        &db,
-        site_id,
-        "sensors/{gateway}/{datalogger}",
-        "flat_telemetry",
+        &[("sensors/{gateway}/{datalogger}", "flat_telemetry")],
     )
     .await;
-    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let publisher = publisher_on(broker.port).await;
+    let (db, publisher, service) = (site.db.clone(), &site.publisher, &site.service);
     publisher
         .publish("sensors/gw-1/dl-1", r#"{"level": 3.5}"#)
         .await;

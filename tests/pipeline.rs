@@ -5,10 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    config_args, insert_site, insert_topic, publisher_on, wait_for_row_status, PrivateBroker,
-    Service, ServiceOptions, TcpProxy, TestDatabase,
-};
+use common::{config_args, Service, ServiceOptions, TcpProxy, TestDatabase};
 use mqtt_supervisor::entity::{discovered_topic, mqtt_parsing_log, sensor, sensor_reading};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
@@ -50,26 +47,19 @@ fn reading_payload(index: usize) -> (String, String) {
 #[tokio::test]
 async fn hostile_payloads_are_logged_whole_and_ingestion_goes_on() {
     let database = TestDatabase::new().await;
-    let broker = PrivateBroker::start();
-    let _service = Service::start_with(&database, options(database.directory.path()));
-    let db = database.connect().await;
-    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(
-        &db,
-        site_id,
-        "fleet/gateway/{gateway}/datalogger/{datalogger}",
-        "datalogger_readings_v1",
+    let site = common::ingesting_site(
+        &database,
+        options(database.directory.path()),
+        &[
+            (
+                "fleet/gateway/{gateway}/datalogger/{datalogger}",
+                "datalogger_readings_v1",
+            ),
+            ("flat/{gateway}/{datalogger}", "flat_telemetry"),
+        ],
     )
     .await;
-    insert_topic(
-        &db,
-        site_id,
-        "flat/{gateway}/{datalogger}",
-        "flat_telemetry",
-    )
-    .await;
-    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (db, site_id, publisher) = (site.db.clone(), site.site_id, &site.publisher);
 
     let mut deeply_nested = "[".repeat(100_000).into_bytes();
     deeply_nested.extend(std::iter::repeat_n(b']', 100_000));
@@ -108,7 +98,6 @@ async fn hostile_payloads_are_logged_whole_and_ingestion_goes_on() {
         ("flat/g/d", br#"["not", "an", "object"]"#.to_vec()),
         ("flat/g/d", br#"{"only": "text"}"#.to_vec()),
     ];
-    let publisher = publisher_on(broker.port).await;
     for (topic, payload) in &hostile {
         publisher.publish(topic, payload.clone()).await;
     }
@@ -166,26 +155,22 @@ async fn hostile_payloads_are_logged_whole_and_ingestion_goes_on() {
 async fn a_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
     const MESSAGES: usize = 3000;
     let database = TestDatabase::new().await;
-    let broker = PrivateBroker::start();
-    let mut service = Service::start_with(&database, options(database.directory.path()));
-    let db = database.connect().await;
-    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(
-        &db,
-        site_id,
-        "fleet/gateway/{gateway}/datalogger/{datalogger}",
-        "datalogger_readings_v1",
+    let mut site = common::ingesting_site(
+        &database,
+        options(database.directory.path()),
+        &[(
+            "fleet/gateway/{gateway}/datalogger/{datalogger}",
+            "datalogger_readings_v1",
+        )],
     )
     .await;
-    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (db, publisher) = (site.db.clone(), &site.publisher);
 
-    let publisher = publisher_on(broker.port).await;
     for index in 0..MESSAGES {
         let (topic, payload) = reading_payload(index);
         publisher.publish(&topic, payload).await;
         if index == MESSAGES / 3 {
-            service.kill();
+            site.service.kill();
         }
     }
     // The broker holds what the dead service did not acknowledge; a new process picks it up.
@@ -226,22 +211,18 @@ async fn a_database_outage_holds_messages_and_stores_them_when_it_returns() {
         "DATABASE_URL".into(),
         common::through_proxy(&database.url, proxy.port),
     ));
-    let broker = PrivateBroker::start();
-    let service = Service::start_with(&database, service_options);
-    let db = database.connect().await;
-    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(
-        &db,
-        site_id,
-        "fleet/gateway/{gateway}/datalogger/{datalogger}",
-        "datalogger_readings_v1",
+    let site = common::ingesting_site(
+        &database,
+        service_options,
+        &[(
+            "fleet/gateway/{gateway}/datalogger/{datalogger}",
+            "datalogger_readings_v1",
+        )],
     )
     .await;
-    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (db, publisher) = (site.db.clone(), &site.publisher);
 
     const MESSAGES: usize = 1500;
-    let publisher = publisher_on(broker.port).await;
     for index in 0..MESSAGES {
         let (topic, payload) = reading_payload(index);
         publisher.publish(&topic, payload).await;
@@ -264,29 +245,22 @@ async fn a_database_outage_holds_messages_and_stores_them_when_it_returns() {
     )
     .await;
     assert!(
-        service.output().contains("cannot store a batch"),
+        site.service.output().contains("cannot store a batch"),
         "the outage must have reached the writer:\n{}",
-        service.output()
+        site.service.output()
     );
 }
 
 #[tokio::test]
 async fn a_message_the_database_refuses_does_not_stall_the_connection() {
     let database = TestDatabase::new().await;
-    let broker = PrivateBroker::start();
-    let _service = Service::start_with(&database, options(database.directory.path()));
-    let db = database.connect().await;
-    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(
-        &db,
-        site_id,
-        "flat/{gateway}/{datalogger}",
-        "flat_telemetry",
+    let site = common::ingesting_site(
+        &database,
+        options(database.directory.path()),
+        &[("flat/{gateway}/{datalogger}", "flat_telemetry")],
     )
     .await;
-    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let publisher = publisher_on(broker.port).await;
+    let (db, site_id, publisher) = (site.db.clone(), site.site_id, &site.publisher);
     // Valid JSON whose sensor name holds a NUL: PostgreSQL text refuses it, SQLite stores it.
     publisher
         .publish(
@@ -335,20 +309,16 @@ async fn a_burst_larger_than_every_queue_is_stored_completely() {
     // writer's queue together: acknowledgements must keep flowing while the writer is busy.
     const MESSAGES: usize = 20_000;
     let database = TestDatabase::new().await;
-    let broker = PrivateBroker::start();
-    let _service = Service::start_with(&database, options(database.directory.path()));
-    let db = database.connect().await;
-    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
-    insert_topic(
-        &db,
-        site_id,
-        "fleet/gateway/{gateway}/datalogger/{datalogger}",
-        "datalogger_readings_v1",
+    let site = common::ingesting_site(
+        &database,
+        options(database.directory.path()),
+        &[(
+            "fleet/gateway/{gateway}/datalogger/{datalogger}",
+            "datalogger_readings_v1",
+        )],
     )
     .await;
-    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let publisher = publisher_on(broker.port).await;
+    let (db, publisher) = (site.db.clone(), &site.publisher);
     for index in 0..MESSAGES {
         let (topic, payload) = reading_payload(index);
         publisher.publish(&topic, payload).await;

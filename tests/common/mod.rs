@@ -796,3 +796,40 @@ pub fn through_proxy(url: &str, proxy_port: u16) -> String {
     parsed.set_port(Some(proxy_port)).expect("port");
     parsed.to_string()
 }
+
+/// A site ingesting from a private broker: the service started, the site's connection
+/// `connected` with its patterns subscribed, and a publisher on the same broker.
+pub struct IngestingSite {
+    pub broker: PrivateBroker,
+    pub service: Service,
+    pub db: sea_orm::DatabaseConnection,
+    pub site_id: i32,
+    pub connection_id: i32,
+    pub publisher: Publisher,
+}
+
+pub async fn ingesting_site(
+    database: &TestDatabase,
+    options: ServiceOptions,
+    patterns: &[(&str, &str)],
+) -> IngestingSite {
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(database, options);
+    let db = database.connect().await;
+    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    for (pattern, parser) in patterns {
+        insert_topic(&db, site_id, pattern, parser).await;
+    }
+    wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    // The subscription follows the connect; give it a moment before publishing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = publisher_on(broker.port).await;
+    IngestingSite {
+        broker,
+        service,
+        db,
+        site_id,
+        connection_id,
+        publisher,
+    }
+}
