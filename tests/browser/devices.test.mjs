@@ -92,7 +92,8 @@ test('sign in, watch live values, stop and start the connection, replay a parsin
   await values.first().waitFor({ timeout: 20_000 });
   const before = (await values.allTextContents()).join('|');
   await waitUntil(async () => (await values.allTextContents()).join('|') !== before, 20_000, 'a sensor value to change');
-  await page.screenshot({ path: join(root, 'docs', 'devices.png') });
+  // SCREENSHOT=docs/devices.png refreshes the README's picture; otherwise it goes to a temp dir.
+  await page.screenshot({ path: process.env.SCREENSHOT ? resolve(root, process.env.SCREENSHOT) : join(tmpdir(), 'mqtt-supervisor-devices.png') });
 
   await site.getByRole('button', { name: 'Stop', exact: true }).click();
   await assertText(label, 'stopped', 15_000);
