@@ -330,3 +330,70 @@ async fn a_burst_larger_than_every_queue_is_stored_completely() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_site_mid_stream_does_not_stop_another_sites_ingestion() {
+    use mqtt_supervisor::entity::site;
+    let database = TestDatabase::new().await;
+    let doomed = common::ingesting_site(
+        &database,
+        options(database.directory.path()),
+        &[("doomed/{gateway}/{datalogger}", "flat_telemetry")],
+    )
+    .await;
+    let db = doomed.db.clone();
+    let (kept_site, kept_connection) =
+        common::insert_site(&db, doomed.broker.port, true, None).await;
+    common::insert_topic(
+        &db,
+        kept_site,
+        "kept/{gateway}/{datalogger}",
+        "flat_telemetry",
+    )
+    .await;
+    common::wait_for_row_status(&db, kept_connection, "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let publish_round = |round: usize| {
+        let publisher = &doomed.publisher;
+        async move {
+            for index in 0..50 {
+                let ts = chrono::DateTime::from_timestamp(
+                    1_700_000_000 + (round * 50 + index) as i64,
+                    0,
+                )
+                .expect("time")
+                .to_rfc3339();
+                let payload = format!(r#"{{"ts": "{ts}", "level": {index}}}"#);
+                publisher
+                    .publish(&format!("doomed/gw/dl-{}", index % 5), payload.clone())
+                    .await;
+                publisher
+                    .publish(&format!("kept/gw/dl-{}", index % 5), payload)
+                    .await;
+            }
+        }
+    };
+    publish_round(0).await;
+    // Give the first round time to be stored and leave latest state pending.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    site::Entity::delete_by_id(doomed.site_id)
+        .exec(&db)
+        .await
+        .expect("delete the site");
+    for round in 1..4 {
+        publish_round(round).await;
+    }
+    // The kept site gets all 200 readings; the deleted site's data is simply gone.
+    common::eventually(
+        Duration::from_secs(60),
+        "every reading of the kept site",
+        || async {
+            let stored = sensor_reading::Entity::find().count(&db).await.ok()?;
+            (stored == 200).then_some(())
+        },
+    )
+    .await;
+    let sensors = sensor::Entity::find().all(&db).await.expect("read");
+    assert!(sensors.iter().all(|row| row.name == "level"));
+}

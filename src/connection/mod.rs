@@ -186,9 +186,14 @@ async fn run(
                     if publish.qos != QoS::AtMostOnce {
                         prepared.ack = Some(Ack::new(ack_sender.clone(), publish, &generation));
                     }
-                    if writer.send(prepared).await.is_err() {
-                        // The writer is gone only during shutdown; unacknowledged messages stay
-                        // with the broker.
+                    // A stop must not wait for a writer that is stuck on the database.
+                    let sent = tokio::select! {
+                        sent = writer.send(prepared) => sent.is_ok(),
+                        _ = cancel.cancelled() => false,
+                    };
+                    if !sent {
+                        // Stopping, or the writer is gone (shutdown): unacknowledged messages
+                        // stay with the broker.
                         break;
                     }
                 }
@@ -205,6 +210,10 @@ async fn run(
                 Ok(_) => {}
                 Err(error) => {
                     connected = false;
+                    // The session is gone: acknowledgements queued for it must not reach the next
+                    // one, where their packet ids may name other messages.
+                    generation.fetch_add(1, Ordering::SeqCst);
+                    pending_acks.clear();
                     let (status, message) = classify(&error);
                     state.metrics.reconnects.get_or_create(&crate::metrics::SiteLabels { site: site_id.to_string() }).inc();
                     let delay = if status == ConnectionStatus::Error {
@@ -225,6 +234,13 @@ async fn run(
     }
 
     if connected {
+        // Acknowledge what has been committed so far, so the broker does not deliver it again.
+        while let Ok((ack_generation, publish)) = ack_receiver.try_recv() {
+            if ack_generation == generation.load(Ordering::SeqCst) {
+                pending_acks.push_back(publish);
+            }
+        }
+        flush_acks(&client, &mut pending_acks);
         // Best effort: tell the broker we leave on purpose, so it does not publish our will.
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(500), async {

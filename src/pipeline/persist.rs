@@ -13,8 +13,10 @@ use sea_orm::{
 use super::discover::{tally, TopicTally};
 use super::{Outcome, Prepared};
 use crate::entity::{
-    datalogger, discovered_topic, gateway, mqtt_parsing_log, sensor, sensor_reading,
+    datalogger, discovered_topic, gateway, mqtt_parsing_log, mqtt_topic, sensor, sensor_reading,
+    site,
 };
+use crate::telemetry::PARSING_TARGET;
 
 /// (site, gateway identifier, datalogger identifier, sensor name).
 pub type SensorKey = (i32, String, String, String);
@@ -145,6 +147,11 @@ pub struct WriteCache {
     flush_interval: std::time::Duration,
 }
 
+const GATEWAY_NEWER: &str =
+    "(gateway.last_seen IS NULL OR excluded.last_seen >= gateway.last_seen)";
+const DATALOGGER_NEWER: &str =
+    "(datalogger.last_seen IS NULL OR excluded.last_seen >= datalogger.last_seen)";
+
 /// Latest-state rows of each kind one batch writes along with its readings when a flush is due.
 const FLUSH_ROWS_PER_BATCH: usize = 250;
 
@@ -175,6 +182,12 @@ impl WriteCache {
     /// When the next flush is due.
     pub fn next_flush(&self) -> std::time::Instant {
         self.last_flush + self.flush_interval
+    }
+
+    /// Drops latest state the database keeps refusing, so it cannot block every later batch.
+    pub fn discard_pending(&mut self) {
+        self.pending = DeviceState::default();
+        self.last_flush = std::time::Instant::now();
     }
 
     /// After a failed write: ids may name rows that are gone (a site was deleted).
@@ -278,6 +291,109 @@ fn urgent(state: &DeviceState, cache: &WriteCache) -> DeviceState {
     }
 }
 
+/// Adds the gateway of every datalogger and the datalogger of every sensor that is being written
+/// but has no cached id, so a child row never goes out without its parent (a flush takes each
+/// kind in separate chunks, and a failed write forgets the cached ids).
+fn add_missing_parents(to_write: &mut DeviceState, known: &DeviceState, cache: &WriteCache) {
+    let fallback = DateTime::<Utc>::UNIX_EPOCH;
+    let missing_dataloggers: Vec<(i32, String, String)> = to_write
+        .sensors
+        .keys()
+        .map(|(site_id, gateway, datalogger, _)| (*site_id, gateway.clone(), datalogger.clone()))
+        .filter(|key| {
+            !cache.datalogger_ids.contains_key(key) && !to_write.dataloggers.contains_key(key)
+        })
+        .collect();
+    for key in missing_dataloggers {
+        let last_seen = known.dataloggers.get(&key).copied().unwrap_or(fallback);
+        to_write.dataloggers.insert(key, last_seen);
+    }
+    let missing_gateways: Vec<(i32, String)> = to_write
+        .dataloggers
+        .keys()
+        .map(|(site_id, gateway, _)| (*site_id, gateway.clone()))
+        .filter(|key| !cache.gateway_ids.contains_key(key) && !to_write.gateways.contains_key(key))
+        .collect();
+    for key in missing_gateways {
+        let row = known.gateways.get(&key).cloned().unwrap_or(GatewayRow {
+            last_seen: fallback,
+            is_online: true,
+            metadata: None,
+            announced: false,
+        });
+        to_write.gateways.insert(key, row);
+    }
+}
+
+/// Latest state may outlive its site (deleted meanwhile) or name a pattern that is gone; such
+/// rows would make every transaction fail, so they are dropped or detached here.
+/// Returns the sites of `batch` and `to_write` that no longer exist.
+async fn drop_rows_of_deleted_sites<C: ConnectionTrait>(
+    db: &C,
+    batch: &[Prepared],
+    to_write: &mut DeviceState,
+    remaining: &mut DeviceState,
+) -> Result<HashSet<i32>, DbErr> {
+    let mut sites: HashSet<i32> = to_write
+        .topics
+        .keys()
+        .map(|(site_id, _)| *site_id)
+        .collect();
+    sites.extend(to_write.gateways.keys().map(|(site_id, _)| *site_id));
+    sites.extend(batch.iter().map(|message| message.site_id));
+    if sites.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let existing: HashSet<i32> = site::Entity::find()
+        .filter(site::Column::Id.is_in(sites.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    let deleted: HashSet<i32> = sites.difference(&existing).copied().collect();
+    if !deleted.is_empty() {
+        for state in [&mut *to_write, &mut *remaining] {
+            state
+                .topics
+                .retain(|(site_id, _), _| existing.contains(site_id));
+            state
+                .gateways
+                .retain(|(site_id, _), _| existing.contains(site_id));
+            state
+                .dataloggers
+                .retain(|(site_id, _, _), _| existing.contains(site_id));
+            state
+                .sensors
+                .retain(|(site_id, _, _, _), _| existing.contains(site_id));
+        }
+    }
+    let patterns: HashSet<i32> = to_write
+        .topics
+        .values()
+        .filter_map(|tally| tally.mqtt_topic_id)
+        .collect();
+    if !patterns.is_empty() {
+        let existing: HashSet<i32> = mqtt_topic::Entity::find()
+            .filter(mqtt_topic::Column::Id.is_in(patterns.iter().copied()))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
+        for tally in to_write.topics.values_mut() {
+            if tally
+                .mqtt_topic_id
+                .is_some_and(|id| !existing.contains(&id))
+            {
+                tally.mqtt_topic_id = None;
+                tally.is_processable = false;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// Stores the batch in one transaction; all or nothing. With `discover` false the batch's topics
 /// are not counted (a replayed payload was counted when it first arrived). With `force_flush`
 /// every pending latest-state row is written too (shutdown, replay, the flush timer).
@@ -302,7 +418,9 @@ pub async fn persist(
         let mut everything = cache.pending.clone();
         everything.merge(batch_state.clone());
         if force_flush {
-            everything
+            let mut all = everything.clone();
+            add_missing_parents(&mut all, &everything, cache);
+            all
         } else {
             let mut chunk = everything.take(FLUSH_ROWS_PER_BATCH);
             chunk.merge(urgent(&everything, cache));
@@ -318,14 +436,32 @@ pub async fn persist(
                     chunk.topics.insert(key, tally);
                 }
             }
+            add_missing_parents(&mut chunk, &everything, cache);
             remaining = everything;
             chunk
         }
     } else {
-        urgent(&batch_state, cache)
+        let mut urgent_rows = urgent(&batch_state, cache);
+        let mut known = cache.pending.clone();
+        known.merge(batch_state.clone());
+        add_missing_parents(&mut urgent_rows, &known, cache);
+        urgent_rows
     };
+    let mut to_write = to_write;
 
     let transaction = db.begin().await?;
+    // Messages of a site deleted meanwhile have nowhere to go: they are acknowledged unstored.
+    let deleted_sites =
+        drop_rows_of_deleted_sites(&transaction, batch, &mut to_write, &mut remaining).await?;
+    let mut batch_state = batch_state;
+    let mut readings = readings;
+    if !deleted_sites.is_empty() {
+        batch_state
+            .sensors
+            .retain(|(site_id, _, _, _), _| !deleted_sites.contains(site_id));
+        readings.retain(|((site_id, _, _, _), _), _| !deleted_sites.contains(site_id));
+        tracing::info!(target: PARSING_TARGET, sites = ?deleted_sites, "dropping messages of deleted sites");
+    }
     let tallies: Vec<TopicTally> = to_write.topics.values().cloned().collect();
     let new_topics = upsert_discovered(&transaction, &tallies, &cache.known_topics).await?;
     let gateway_ids = upsert_gateways(&transaction, &to_write.gateways, &cache.gateway_ids).await?;
@@ -370,7 +506,7 @@ pub async fn persist(
         sensor_ids.insert(key.clone(), id);
     }
     insert_readings(&transaction, &readings, &sensor_ids).await?;
-    insert_parsing_logs(&transaction, batch).await?;
+    insert_parsing_logs(&transaction, batch, &deleted_sites).await?;
     transaction.commit().await?;
 
     // Only now, with the rows durable, may the cache believe in them.
@@ -502,7 +638,19 @@ async fn upsert_gateways<C: ConnectionTrait>(
         gateway::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::columns([gateway::Column::SiteId, gateway::Column::Identifier])
-                    .update_columns([gateway::Column::LastSeen, gateway::Column::IsOnline])
+                    // Several writers may hold state of one gateway: the newest news wins.
+                    .value(
+                        gateway::Column::LastSeen,
+                        Expr::cust(format!(
+                            "CASE WHEN {GATEWAY_NEWER} THEN excluded.last_seen ELSE gateway.last_seen END"
+                        )),
+                    )
+                    .value(
+                        gateway::Column::IsOnline,
+                        Expr::cust(format!(
+                            "CASE WHEN {GATEWAY_NEWER} THEN excluded.is_online ELSE gateway.is_online END"
+                        )),
+                    )
                     .value(
                         gateway::Column::Metadata,
                         Expr::cust("COALESCE(excluded.metadata, gateway.metadata)"),
@@ -575,7 +723,18 @@ async fn upsert_dataloggers<C: ConnectionTrait>(
                     datalogger::Column::GatewayId,
                     datalogger::Column::Identifier,
                 ])
-                .update_columns([datalogger::Column::LastSeen, datalogger::Column::IsOnline])
+                .value(
+                    datalogger::Column::LastSeen,
+                    Expr::cust(format!(
+                        "CASE WHEN {DATALOGGER_NEWER} THEN excluded.last_seen ELSE datalogger.last_seen END"
+                    )),
+                )
+                .value(
+                    datalogger::Column::IsOnline,
+                    Expr::cust(format!(
+                        "CASE WHEN {DATALOGGER_NEWER} THEN excluded.is_online ELSE datalogger.is_online END"
+                    )),
+                )
                 .to_owned(),
             )
             .exec_without_returning(db)
@@ -752,10 +911,15 @@ async fn insert_readings_postgres<C: ConnectionTrait>(
     Ok(())
 }
 
-async fn insert_parsing_logs<C: ConnectionTrait>(db: &C, batch: &[Prepared]) -> Result<(), DbErr> {
+async fn insert_parsing_logs<C: ConnectionTrait>(
+    db: &C,
+    batch: &[Prepared],
+    deleted_sites: &HashSet<i32>,
+) -> Result<(), DbErr> {
     let now = Utc::now();
     let rows: Vec<mqtt_parsing_log::ActiveModel> = batch
         .iter()
+        .filter(|message| !deleted_sites.contains(&message.site_id))
         .filter_map(|message| match &message.outcome {
             Outcome::Failed { error } => Some(mqtt_parsing_log::ActiveModel {
                 site_id: Set(message.site_id),

@@ -211,6 +211,63 @@ async fn isolate(
     error: String,
     memory: &mut WriterMemory,
 ) -> bool {
+    if batch.is_empty() {
+        // Only pending latest state was being written, and the database refuses it: drop it
+        // rather than let it block every later batch. Readings are not part of it.
+        tracing::error!(
+            target: PARSING_TARGET,
+            "discarding pending latest state (topic counters, last seen, latest values) the database refuses: {error}"
+        );
+        memory.cache.discard_pending();
+        return true;
+    }
+    if memory.cache.has_pending() {
+        // The refused rows may be pending state rather than this batch: write it alone first;
+        // if the database refuses that too, it is discarded above.
+        if !commit_with_retry(state, Vec::new(), memory).await {
+            return false;
+        }
+        if !commit_with_retry_once_more(state, &batch, memory).await {
+            return isolate_messages(state, batch, error, memory).await;
+        }
+        return true;
+    }
+    isolate_messages(state, batch, error, memory).await
+}
+
+/// One more attempt at the whole batch, now without pending state in the way.
+async fn commit_with_retry_once_more(
+    state: &AppState,
+    batch: &[Prepared],
+    memory: &mut WriterMemory,
+) -> bool {
+    match persist(
+        &state.db,
+        batch,
+        state.config.pipeline.sample_bytes,
+        &mut memory.cache,
+        true,
+        false,
+    )
+    .await
+    {
+        Ok(committed) => {
+            finish(state, batch, committed, memory).await;
+            true
+        }
+        Err(_) => {
+            memory.cache.forget_ids();
+            false
+        }
+    }
+}
+
+async fn isolate_messages(
+    state: &AppState,
+    batch: Vec<Prepared>,
+    error: String,
+    memory: &mut WriterMemory,
+) -> bool {
     if batch.len() > 1 {
         for message in batch {
             if !commit_with_retry(state, vec![message], memory).await {
