@@ -145,6 +145,8 @@ pub struct WriteCache {
     pending: DeviceState,
     last_flush: std::time::Instant,
     flush_interval: std::time::Duration,
+    /// Set by a failed write: check that the batch's sites still exist before the next one.
+    verify_sites: bool,
 }
 
 const GATEWAY_NEWER: &str =
@@ -168,6 +170,7 @@ impl WriteCache {
             pending: DeviceState::default(),
             last_flush: std::time::Instant::now(),
             flush_interval,
+            verify_sites: false,
         }
     }
 
@@ -192,6 +195,7 @@ impl WriteCache {
 
     /// After a failed write: ids may name rows that are gone (a site was deleted).
     pub fn forget_ids(&mut self) {
+        self.verify_sites = true;
         self.gateway_ids.clear();
         self.datalogger_ids.clear();
         self.sensor_ids.clear();
@@ -451,8 +455,13 @@ pub async fn persist(
 
     let transaction = db.begin().await?;
     // Messages of a site deleted meanwhile have nowhere to go: they are acknowledged unstored.
-    let deleted_sites =
-        drop_rows_of_deleted_sites(&transaction, batch, &mut to_write, &mut remaining).await?;
+    // Checked with each flush and after a failed write (which a deleted site causes), not with
+    // every batch: that would cost a round trip per batch.
+    let deleted_sites = if flush || cache.verify_sites {
+        drop_rows_of_deleted_sites(&transaction, batch, &mut to_write, &mut remaining).await?
+    } else {
+        HashSet::new()
+    };
     let mut batch_state = batch_state;
     let mut readings = readings;
     if !deleted_sites.is_empty() {
@@ -510,6 +519,7 @@ pub async fn persist(
     transaction.commit().await?;
 
     // Only now, with the rows durable, may the cache believe in them.
+    cache.verify_sites = false;
     if cache.gateway_ids.len() + cache.datalogger_ids.len() + cache.sensor_ids.len() > CACHE_LIMIT
         || cache.known_topics.len() > CACHE_LIMIT
     {
