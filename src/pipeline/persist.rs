@@ -298,7 +298,7 @@ fn urgent(state: &DeviceState, cache: &WriteCache) -> DeviceState {
 /// Adds the gateway of every datalogger and the datalogger of every sensor that is being written
 /// but has no cached id, so a child row never goes out without its parent (a flush takes each
 /// kind in separate chunks, and a failed write forgets the cached ids).
-fn add_missing_parents(to_write: &mut DeviceState, known: &DeviceState, cache: &WriteCache) {
+fn add_missing_parents(to_write: &mut DeviceState, known: &[&DeviceState], cache: &WriteCache) {
     let fallback = DateTime::<Utc>::UNIX_EPOCH;
     let missing_dataloggers: Vec<(i32, String, String)> = to_write
         .sensors
@@ -309,7 +309,10 @@ fn add_missing_parents(to_write: &mut DeviceState, known: &DeviceState, cache: &
         })
         .collect();
     for key in missing_dataloggers {
-        let last_seen = known.dataloggers.get(&key).copied().unwrap_or(fallback);
+        let last_seen = known
+            .iter()
+            .find_map(|state| state.dataloggers.get(&key).copied())
+            .unwrap_or(fallback);
         to_write.dataloggers.insert(key, last_seen);
     }
     let missing_gateways: Vec<(i32, String)> = to_write
@@ -319,12 +322,15 @@ fn add_missing_parents(to_write: &mut DeviceState, known: &DeviceState, cache: &
         .filter(|key| !cache.gateway_ids.contains_key(key) && !to_write.gateways.contains_key(key))
         .collect();
     for key in missing_gateways {
-        let row = known.gateways.get(&key).cloned().unwrap_or(GatewayRow {
-            last_seen: fallback,
-            is_online: true,
-            metadata: None,
-            announced: false,
-        });
+        let row = known
+            .iter()
+            .find_map(|state| state.gateways.get(&key).cloned())
+            .unwrap_or(GatewayRow {
+                last_seen: fallback,
+                is_online: true,
+                metadata: None,
+                announced: false,
+            });
         to_write.gateways.insert(key, row);
     }
 }
@@ -423,7 +429,7 @@ pub async fn persist(
         everything.merge(batch_state.clone());
         if force_flush {
             let mut all = everything.clone();
-            add_missing_parents(&mut all, &everything, cache);
+            add_missing_parents(&mut all, &[&everything], cache);
             all
         } else {
             let mut chunk = everything.take(FLUSH_ROWS_PER_BATCH);
@@ -440,15 +446,13 @@ pub async fn persist(
                     chunk.topics.insert(key, tally);
                 }
             }
-            add_missing_parents(&mut chunk, &everything, cache);
+            add_missing_parents(&mut chunk, &[&everything], cache);
             remaining = everything;
             chunk
         }
     } else {
         let mut urgent_rows = urgent(&batch_state, cache);
-        let mut known = cache.pending.clone();
-        known.merge(batch_state.clone());
-        add_missing_parents(&mut urgent_rows, &known, cache);
+        add_missing_parents(&mut urgent_rows, &[&batch_state, &cache.pending], cache);
         urgent_rows
     };
     let mut to_write = to_write;
