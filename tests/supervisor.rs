@@ -224,33 +224,34 @@ async fn two_hundred_connections_start_and_stop_together() {
         let (_, connection_id) = insert_site(&db, broker.port, false, None).await;
         connection_ids.push(connection_id);
     }
+    switch_all_and_wait(&db, true, "connected", 200).await;
+    switch_all_and_wait(&db, false, "stopped", 200).await;
+}
+
+/// Sets every connection's flag in one statement and waits for `count` rows in `status`.
+async fn switch_all_and_wait(
+    db: &sea_orm::DatabaseConnection,
+    active: bool,
+    status: &str,
+    count: u64,
+) {
     mqtt_connection::Entity::update_many()
-        .col_expr(mqtt_connection::Column::IsActive, Expr::value(true))
-        .exec(&db)
+        .col_expr(mqtt_connection::Column::IsActive, Expr::value(active))
+        .exec(db)
         .await
-        .expect("activate all");
-    common::eventually(Duration::from_secs(30), "200 connected", || async {
-        let connected = mqtt_connection::Entity::find()
-            .filter(mqtt_connection::Column::Status.eq("connected"))
-            .count(&db)
-            .await
-            .unwrap_or(0);
-        (connected == 200).then_some(())
-    })
-    .await;
-    mqtt_connection::Entity::update_many()
-        .col_expr(mqtt_connection::Column::IsActive, Expr::value(false))
-        .exec(&db)
-        .await
-        .expect("deactivate all");
-    common::eventually(Duration::from_secs(30), "200 stopped", || async {
-        let stopped = mqtt_connection::Entity::find()
-            .filter(mqtt_connection::Column::Status.eq("stopped"))
-            .count(&db)
-            .await
-            .unwrap_or(0);
-        (stopped == 200).then_some(())
-    })
+        .expect("switch all connections");
+    common::eventually(
+        Duration::from_secs(30),
+        &format!("{count} {status}"),
+        || async {
+            let reached = mqtt_connection::Entity::find()
+                .filter(mqtt_connection::Column::Status.eq(status))
+                .count(db)
+                .await
+                .unwrap_or(0);
+            (reached == count).then_some(())
+        },
+    )
     .await;
 }
 
