@@ -17,6 +17,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(Site::Table)
                     .col(pk_auto(Site::Id))
                     .col(string(Site::Name))
@@ -30,6 +31,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(MqttConnection::Table)
                     .col(pk_auto(MqttConnection::Id))
                     .col(integer_uniq(MqttConnection::SiteId))
@@ -61,6 +63,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(MqttTopic::Table)
                     .col(pk_auto(MqttTopic::Id))
                     .col(integer(MqttTopic::SiteId))
@@ -92,6 +95,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(DiscoveredTopic::Table)
                     .col(pk_auto(DiscoveredTopic::Id))
                     .col(integer(DiscoveredTopic::SiteId))
@@ -129,6 +133,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(Gateway::Table)
                     .col(pk_auto(Gateway::Id))
                     .col(integer(Gateway::SiteId))
@@ -159,6 +164,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(Datalogger::Table)
                     .col(pk_auto(Datalogger::Id))
                     .col(integer(Datalogger::GatewayId))
@@ -188,6 +194,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(Sensor::Table)
                     .col(pk_auto(Sensor::Id))
                     .col(integer(Sensor::DataloggerId))
@@ -217,6 +224,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(SensorReading::Table)
                     .col(integer(SensorReading::SensorId))
                     .col(timestamp_with_time_zone(SensorReading::Ts))
@@ -247,6 +255,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(MqttConnectionLog::Table)
                     .col(pk_auto(MqttConnectionLog::Id))
                     .col(integer(MqttConnectionLog::SiteId))
@@ -282,6 +291,7 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .if_not_exists()
                     .table(MqttParsingLog::Table)
                     .col(pk_auto(MqttParsingLog::Id))
                     .col(integer(MqttParsingLog::SiteId))
@@ -355,7 +365,7 @@ where
     C: IntoIden + Copy + 'static,
 {
     let mut index = Index::create();
-    index.name(name).table(table);
+    index.name(name).table(table).if_not_exists();
     for column in columns {
         index.col(*column);
     }
