@@ -416,7 +416,7 @@ pub async fn persist(
     force_flush: bool,
 ) -> Result<Committed, DbErr> {
     let started = std::time::Instant::now();
-    let (batch_state, readings) = fold(batch, sample_bytes, discover);
+    let (mut batch_state, mut readings) = fold(batch, sample_bytes, discover);
     let has_new_topic = batch_state
         .topics
         .keys()
@@ -424,7 +424,7 @@ pub async fn persist(
     let flush = force_flush || has_new_topic || cache.flush_due();
     // What stays pending after this transaction if it commits.
     let mut remaining = DeviceState::default();
-    let to_write = if flush {
+    let mut to_write = if flush {
         let mut everything = cache.pending.clone();
         everything.merge(batch_state.clone());
         if force_flush {
@@ -455,7 +455,6 @@ pub async fn persist(
         add_missing_parents(&mut urgent_rows, &[&batch_state, &cache.pending], cache);
         urgent_rows
     };
-    let mut to_write = to_write;
 
     let transaction = db.begin().await?;
     // Messages of a site deleted meanwhile have nowhere to go: they are acknowledged unstored.
@@ -466,8 +465,6 @@ pub async fn persist(
     } else {
         HashSet::new()
     };
-    let mut batch_state = batch_state;
-    let mut readings = readings;
     if !deleted_sites.is_empty() {
         batch_state
             .sensors

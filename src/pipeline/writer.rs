@@ -227,39 +227,11 @@ async fn isolate(
         if !commit_with_retry(state, Vec::new(), memory).await {
             return false;
         }
-        if !commit_with_retry_once_more(state, &batch, memory).await {
-            return isolate_messages(state, batch, error, memory).await;
-        }
-        return true;
+        // Pending state is now written or discarded, so a refusal from here on is the batch's
+        // own and leads to `isolate_messages`.
+        return commit_with_retry(state, batch, memory).await;
     }
     isolate_messages(state, batch, error, memory).await
-}
-
-/// One more attempt at the whole batch, now without pending state in the way.
-async fn commit_with_retry_once_more(
-    state: &AppState,
-    batch: &[Prepared],
-    memory: &mut WriterMemory,
-) -> bool {
-    match persist(
-        &state.db,
-        batch,
-        state.config.pipeline.sample_bytes,
-        &mut memory.cache,
-        true,
-        false,
-    )
-    .await
-    {
-        Ok(committed) => {
-            finish(state, batch, committed, memory).await;
-            true
-        }
-        Err(_) => {
-            memory.cache.forget_ids();
-            false
-        }
-    }
 }
 
 async fn isolate_messages(
