@@ -18,6 +18,7 @@ use crate::telemetry::{report_parsing_error, RateLimit, PARSING_TARGET};
 #[derive(Clone)]
 pub struct WriterHandle {
     senders: std::sync::Arc<[mpsc::Sender<Prepared>]>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +30,13 @@ impl WriterHandle {
     /// messages instead of this process when the database is slow or away.
     pub async fn send(&self, message: Prepared) -> Result<(), WriterStopped> {
         let shard = shard_of(message.site_id, &message.topic, self.senders.len());
-        self.senders[shard]
-            .send(message)
-            .await
-            .map_err(|_| WriterStopped)
+        // Counted before it is queued and uncounted when a writer takes it, so the gauge covers
+        // every writer's queue and never goes below zero.
+        self.metrics.pipeline_queue_depth.inc();
+        self.senders[shard].send(message).await.map_err(|_| {
+            self.metrics.pipeline_queue_depth.dec();
+            WriterStopped
+        })
     }
 }
 
@@ -75,6 +79,7 @@ pub fn spawn_writer(state: AppState) -> (WriterHandle, JoinHandle<()>) {
     (
         WriterHandle {
             senders: senders.into(),
+            metrics: state.metrics.clone(),
         },
         all,
     )
@@ -132,7 +137,7 @@ async fn run(
         state
             .metrics
             .pipeline_queue_depth
-            .set(receiver.len() as i64);
+            .dec_by(batch.len() as i64);
         if !commit_with_retry(&state, batch, &mut memory).await {
             // Shutting down with the database away: leave the messages unacknowledged so the
             // broker delivers them again after restart.
