@@ -161,34 +161,41 @@ impl Metrics {
         text
     }
 
+    /// Counts `messages` committed messages of one site and parser, `ok` or kept as parsing
+    /// errors; `latest` is the newest receipt time among them. Called once per batch and kind.
     pub fn record_committed(
         &self,
         site_id: i32,
         parser: &str,
         ok: bool,
-        received_at: DateTime<Utc>,
+        messages: u64,
+        latest: DateTime<Utc>,
     ) {
         let labels = SiteParserLabels {
             site: site_id.to_string(),
             parser: parser.to_string(),
         };
         if ok {
-            self.messages_processed.get_or_create(&labels).inc();
-            self.processed_total.fetch_add(1, Ordering::Relaxed);
+            self.messages_processed
+                .get_or_create(&labels)
+                .inc_by(messages);
+            self.processed_total.fetch_add(messages, Ordering::Relaxed);
         } else {
-            self.messages_failed.get_or_create(&labels).inc();
-            self.errors_total.fetch_add(1, Ordering::Relaxed);
+            self.messages_failed.get_or_create(&labels).inc_by(messages);
+            self.errors_total.fetch_add(messages, Ordering::Relaxed);
         }
         self.last_message_millis
-            .fetch_max(received_at.timestamp_millis(), Ordering::Relaxed);
+            .fetch_max(latest.timestamp_millis(), Ordering::Relaxed);
     }
 
-    pub fn record_received(&self, site_id: i32) {
+    /// The received-messages counter of one site; a connection task keeps it, so counting a
+    /// message needs no label lookup.
+    pub fn received_counter(&self, site_id: i32) -> Counter {
         self.messages_received
             .get_or_create(&SiteLabels {
                 site: site_id.to_string(),
             })
-            .inc();
+            .clone()
     }
 
     pub fn messages_processed_total(&self) -> u64 {

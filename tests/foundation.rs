@@ -280,7 +280,8 @@ async fn migrations_create_the_schema_and_every_entity_round_trips() {
     assert!(readings_left.is_empty(), "cascade must reach readings");
 
     // Down and up again on the same database.
-    db::migrate_down(&connection, 1)
+    // Every migration, newest first.
+    db::migrate_down(&connection, 2)
         .await
         .expect("migrate down");
     assert!(
@@ -319,17 +320,33 @@ async fn migrate_command_applies_lists_and_rolls_back() {
         listing.contains("applied m20261124_000001_initial_schema"),
         "{listing}"
     );
-    let down = run(&["migrate", "--down", "1"]);
     assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
-    let status = run(&["migrate", "--status"]);
-    let listing = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        listing.contains("pending m20261124_000001_initial_schema"),
+        listing.contains("applied m20261124_000002_lean_readings"),
         "{listing}"
+    );
+    // One step at a time, newest first.
+    for (step, pending) in [
+        "m20261124_000002_lean_readings",
+        "m20261124_000001_initial_schema",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let down = run(&["migrate", "--down", "1"]);
+        assert!(
+            down.status.success(),
+            "step {step}: {}",
+            String::from_utf8_lossy(&down.stderr)
+        );
+        let status = run(&["migrate", "--status"]);
+        let listing = String::from_utf8_lossy(&status.stdout);
+        assert!(listing.contains(&format!("pending {pending}")), "{listing}");
+    }
+    let up = run(&["migrate"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
     );
 }
 

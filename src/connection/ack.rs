@@ -35,7 +35,9 @@ impl Ack {
         mut publish: Publish,
         current_generation: &Arc<AtomicU64>,
     ) -> Ack {
-        // Only the packet id matters for the acknowledgement; the payload travels separately.
+        // Only the packet id matters for the acknowledgement; topic and payload travel
+        // separately, and an empty one is free to clone.
+        publish.topic = String::new();
         publish.payload = Default::default();
         Ack {
             sender,

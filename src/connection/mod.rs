@@ -130,6 +130,7 @@ async fn run(
     let mut connected = false;
     let mut subscribed: BTreeMap<String, u8> = BTreeMap::new();
     let mut current_routes = routes.borrow_and_update().clone();
+    let received = state.metrics.received_counter(site_id);
     report_invalid_patterns(site_id, &current_routes);
 
     loop {
@@ -170,14 +171,17 @@ async fn run(
                     subscribed.clear();
                     resubscribe(&client, site_id, &current_routes, &mut subscribed);
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(Event::Incoming(Packet::Publish(mut publish))) => {
                     let received_at = Utc::now();
-                    state.metrics.record_received(site_id);
+                    received.inc();
                     let registry = state.parsers.current();
+                    // The acknowledgement needs only the packet id; topic and payload move on.
+                    let topic = std::mem::take(&mut publish.topic);
+                    let payload = Vec::from(std::mem::take(&mut publish.payload));
                     let mut prepared = prepare(
                         site_id,
-                        publish.topic.clone(),
-                        publish.payload.to_vec(),
+                        topic,
+                        payload,
                         received_at,
                         &current_routes,
                         &registry,

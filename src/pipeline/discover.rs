@@ -1,8 +1,6 @@
 //! Discovery: every topic seen, folded per batch into one counter row per (site, topic) so the
 //! database sees one upsert per topic per batch, not one per message.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
 use super::Prepared;
@@ -34,39 +32,45 @@ impl TopicTally {
 }
 
 pub fn tally(batch: &[Prepared], sample_bytes: usize) -> Vec<TopicTally> {
-    let mut tallies: BTreeMap<(i32, &str), TopicTally> = BTreeMap::new();
+    // Per topic: its tally and the latest message, whose sample is taken once at the end.
+    let mut tallies: foldhash::HashMap<(i32, &str), (TopicTally, &Prepared)> =
+        foldhash::HashMap::default();
     for message in batch {
         let key = (message.site_id, message.topic.as_str());
         let topic_id = message.route.as_ref().map(|(id, _)| *id);
         match tallies.get_mut(&key) {
-            Some(tally) => {
+            Some((tally, latest)) => {
                 tally.count += 1;
                 tally.first_seen = tally.first_seen.min(message.received_at);
                 if message.received_at >= tally.last_seen {
                     tally.last_seen = message.received_at;
-                    tally.sample = message.sample(sample_bytes);
                     tally.is_processable = message.is_processable();
                     tally.mqtt_topic_id = topic_id;
+                    *latest = message;
                 }
             }
             None => {
-                tallies.insert(
-                    key,
-                    TopicTally {
-                        site_id: message.site_id,
-                        topic: message.topic.clone(),
-                        count: 1,
-                        first_seen: message.received_at,
-                        last_seen: message.received_at,
-                        sample: message.sample(sample_bytes),
-                        is_processable: message.is_processable(),
-                        mqtt_topic_id: topic_id,
-                    },
-                );
+                let tally = TopicTally {
+                    site_id: message.site_id,
+                    topic: message.topic.clone(),
+                    count: 1,
+                    first_seen: message.received_at,
+                    last_seen: message.received_at,
+                    sample: String::new(),
+                    is_processable: message.is_processable(),
+                    mqtt_topic_id: topic_id,
+                };
+                tallies.insert(key, (tally, message));
             }
         }
     }
-    tallies.into_values().collect()
+    tallies
+        .into_values()
+        .map(|(mut tally, latest)| {
+            tally.sample = latest.sample(sample_bytes);
+            tally
+        })
+        .collect()
 }
 
 #[cfg(test)]

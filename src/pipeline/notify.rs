@@ -1,19 +1,26 @@
 //! What browsers are told after a commit, coalesced so a burst of readings from one datalogger
 //! becomes one event per batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use crate::ws::{Event, SensorUpdate};
 
-use super::persist::SensorKey;
+use super::persist::{DataloggerKey, Name, Names, SensorKey};
 use super::{Outcome, Prepared};
 
-/// Builds the events of a committed batch; `sensor_ids` gives each stored sensor's row id.
+/// Builds the events of a committed batch; `sensor_ids` gives each stored sensor's row id and
+/// `names` the shared names its keys were made of.
 pub fn events(
     batch: &[Prepared],
     sensor_ids: &HashMap<SensorKey, i32>,
+    names: &Names,
     new_topics: &[(i32, String)],
 ) -> Vec<Event> {
+    // Every name of the batch was shared when it was stored; a copy is made only if the shared
+    // set was emptied meanwhile (it is bounded).
+    let name = |text: &str| names.get(text).unwrap_or_else(|| Name::from(text));
     let mut events = Vec::new();
     for (site_id, topic) in new_topics {
         events.push(Event::TopicDiscovered {
@@ -21,7 +28,7 @@ pub fn events(
             topic: topic.clone(),
         });
     }
-    let mut dataloggers: BTreeMap<(i32, String, String), Event> = BTreeMap::new();
+    let mut dataloggers: BTreeMap<DataloggerKey, Event> = BTreeMap::new();
     let mut gateways: BTreeMap<(i32, String), Event> = BTreeMap::new();
     for message in batch {
         match &message.outcome {
@@ -39,20 +46,20 @@ pub fn events(
                     );
                 }
                 for record in &output.dataloggers {
-                    let key = (
+                    let key: DataloggerKey = (
                         message.site_id,
-                        record.gateway.clone(),
-                        record.identifier.clone(),
+                        name(&record.gateway),
+                        name(&record.identifier),
                     );
                     let sensors: Vec<SensorUpdate> = record
                         .sensors
                         .iter()
                         .filter_map(|sensor| {
                             let id = sensor_ids.get(&(
-                                message.site_id,
-                                record.gateway.clone(),
-                                record.identifier.clone(),
-                                sensor.name.clone(),
+                                key.0,
+                                key.1.clone(),
+                                key.2.clone(),
+                                name(&sensor.name),
                             ))?;
                             Some(SensorUpdate {
                                 id: *id,

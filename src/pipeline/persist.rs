@@ -1,13 +1,17 @@
 //! Storing one batch in one transaction: discovered topics, gateways, dataloggers, sensors,
 //! readings and parsing-log rows, each as a few multi-row upserts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, LockType, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    Set, Statement, TransactionTrait,
+    QuerySelect, Set, Statement, TransactionTrait,
 };
 
 use super::discover::{tally, TopicTally};
@@ -18,8 +22,42 @@ use crate::entity::{
 };
 use crate::telemetry::PARSING_TARGET;
 
+/// A device identifier or sensor name, shared rather than copied: the same few names recur in
+/// every batch, and keys built from them are cloned and compared many times per message.
+pub type Name = Arc<str>;
+/// (site, gateway identifier).
+pub type GatewayKey = (i32, Name);
+/// (site, gateway identifier, datalogger identifier).
+pub type DataloggerKey = (i32, Name, Name);
 /// (site, gateway identifier, datalogger identifier, sensor name).
-pub type SensorKey = (i32, String, String, String);
+pub type SensorKey = (i32, Name, Name, Name);
+
+/// One shared copy of each name seen recently, so folding a message allocates no strings for
+/// names it has seen before.
+#[derive(Debug, Default)]
+pub struct Names {
+    known: foldhash::HashSet<Name>,
+}
+
+impl Names {
+    /// The shared copy of `name`, made on first sight.
+    pub fn intern(&mut self, name: &str) -> Name {
+        if let Some(known) = self.known.get(name) {
+            return known.clone();
+        }
+        if self.known.len() >= CACHE_LIMIT {
+            self.known.clear();
+        }
+        let shared: Name = Arc::from(name);
+        self.known.insert(shared.clone());
+        shared
+    }
+
+    /// The shared copy of `name` if there is one; never allocates.
+    pub fn get(&self, name: &str) -> Option<Name> {
+        self.known.get(name).cloned()
+    }
+}
 
 /// Rows per statement: well under SQLite's and PostgreSQL's bind-parameter limits.
 const CHUNK_ROWS: usize = 500;
@@ -51,10 +89,10 @@ struct SensorRow {
 /// multi-row upsert may not touch a key twice. Readings are not here: they are written at once.
 #[derive(Debug, Default, Clone)]
 pub struct DeviceState {
-    topics: BTreeMap<(i32, String), TopicTally>,
-    gateways: BTreeMap<(i32, String), GatewayRow>,
-    dataloggers: BTreeMap<(i32, String, String), DateTime<Utc>>,
-    sensors: BTreeMap<SensorKey, SensorRow>,
+    topics: HashMap<(i32, String), TopicTally>,
+    gateways: HashMap<GatewayKey, GatewayRow>,
+    dataloggers: HashMap<DataloggerKey, DateTime<Utc>>,
+    sensors: HashMap<SensorKey, SensorRow>,
 }
 
 impl DeviceState {
@@ -65,10 +103,13 @@ impl DeviceState {
             && self.sensors.is_empty()
     }
 
-    /// Moves at most `rows` entries of each kind out of `self`, oldest keys first, so a large
-    /// flush is spread over several batches instead of stalling one.
+    /// Moves at most `rows` entries of each kind out of `self`, so a large flush is spread over
+    /// several batches instead of stalling one.
     fn take(&mut self, rows: usize) -> DeviceState {
-        fn take_from<K: Ord + Clone, V>(map: &mut BTreeMap<K, V>, rows: usize) -> BTreeMap<K, V> {
+        fn take_from<K: Hash + Eq + Clone, V>(
+            map: &mut HashMap<K, V>,
+            rows: usize,
+        ) -> HashMap<K, V> {
             let keys: Vec<K> = map.keys().take(rows).cloned().collect();
             keys.into_iter()
                 .filter_map(|key| map.remove(&key).map(|value| (key, value)))
@@ -93,39 +134,53 @@ impl DeviceState {
             }
         }
         for (key, row) in newer.gateways {
-            match self.gateways.get_mut(&key) {
-                Some(existing) => {
-                    existing.last_seen = existing.last_seen.max(row.last_seen);
-                    if row.announced {
-                        existing.is_online = row.is_online;
-                        existing.announced = true;
-                    }
-                    if let Some(metadata) = row.metadata {
-                        existing
-                            .metadata
-                            .get_or_insert_with(Default::default)
-                            .extend(metadata);
-                    }
-                }
-                None => {
-                    self.gateways.insert(key, row);
-                }
-            }
+            self.add_gateway(key, row);
         }
         for (key, last_seen) in newer.dataloggers {
-            let existing = self.dataloggers.entry(key).or_insert(last_seen);
-            *existing = (*existing).max(last_seen);
+            self.add_datalogger(key, last_seen);
         }
         for (key, row) in newer.sensors {
-            match self.sensors.get_mut(&key) {
-                Some(existing) if existing.ts > row.ts => {}
-                Some(existing) => {
-                    let unit = row.unit.clone().or_else(|| existing.unit.clone());
-                    *existing = SensorRow { unit, ..row };
+            self.add_sensor(key, row);
+        }
+    }
+
+    /// The latest time wins; a status or metadata announcement overrides what was known.
+    fn add_gateway(&mut self, key: GatewayKey, row: GatewayRow) {
+        match self.gateways.get_mut(&key) {
+            Some(existing) => {
+                existing.last_seen = existing.last_seen.max(row.last_seen);
+                if row.announced {
+                    existing.is_online = row.is_online;
+                    existing.announced = true;
                 }
-                None => {
-                    self.sensors.insert(key, row);
+                if let Some(metadata) = row.metadata {
+                    existing
+                        .metadata
+                        .get_or_insert_with(Default::default)
+                        .extend(metadata);
                 }
+            }
+            None => {
+                self.gateways.insert(key, row);
+            }
+        }
+    }
+
+    fn add_datalogger(&mut self, key: DataloggerKey, last_seen: DateTime<Utc>) {
+        let existing = self.dataloggers.entry(key).or_insert(last_seen);
+        *existing = (*existing).max(last_seen);
+    }
+
+    /// The reading with the later timestamp wins, whatever the order it arrived in.
+    fn add_sensor(&mut self, key: SensorKey, row: SensorRow) {
+        match self.sensors.get_mut(&key) {
+            Some(existing) if existing.ts > row.ts => {}
+            Some(existing) => {
+                let unit = row.unit.or_else(|| existing.unit.take());
+                *existing = SensorRow { unit, ..row };
+            }
+            None => {
+                self.sensors.insert(key, row);
             }
         }
     }
@@ -138,15 +193,14 @@ impl DeviceState {
 /// acknowledgement promises.
 #[derive(Debug)]
 pub struct WriteCache {
-    gateway_ids: HashMap<(i32, String), i32>,
-    datalogger_ids: HashMap<(i32, String, String), i32>,
+    names: Names,
+    gateway_ids: HashMap<GatewayKey, i32>,
+    datalogger_ids: HashMap<DataloggerKey, i32>,
     sensor_ids: HashMap<SensorKey, i32>,
     known_topics: HashSet<(i32, String)>,
     pending: DeviceState,
     last_flush: std::time::Instant,
     flush_interval: std::time::Duration,
-    /// Set by a failed write: check that the batch's sites still exist before the next one.
-    verify_sites: bool,
 }
 
 const GATEWAY_NEWER: &str =
@@ -163,15 +217,20 @@ const CACHE_LIMIT: usize = 200_000;
 impl WriteCache {
     pub fn new(flush_interval: std::time::Duration) -> WriteCache {
         WriteCache {
-            gateway_ids: HashMap::new(),
-            datalogger_ids: HashMap::new(),
-            sensor_ids: HashMap::new(),
+            names: Names::default(),
+            gateway_ids: HashMap::default(),
+            datalogger_ids: HashMap::default(),
+            sensor_ids: HashMap::default(),
             known_topics: HashSet::new(),
             pending: DeviceState::default(),
             last_flush: std::time::Instant::now(),
             flush_interval,
-            verify_sites: false,
         }
+    }
+
+    /// The names the batches so far have used; finds a device's key without allocating.
+    pub fn names(&self) -> &Names {
+        &self.names
     }
 
     pub fn has_pending(&self) -> bool {
@@ -195,17 +254,33 @@ impl WriteCache {
 
     /// After a failed write: ids may name rows that are gone (a site was deleted).
     pub fn forget_ids(&mut self) {
-        self.verify_sites = true;
         self.gateway_ids.clear();
         self.datalogger_ids.clear();
         self.sensor_ids.clear();
         self.known_topics.clear();
     }
+
+    /// Ids of deleted sites' devices name rows that are gone.
+    fn forget_sites(&mut self, sites: &HashSet<i32>) {
+        self.gateway_ids
+            .retain(|(site_id, _), _| !sites.contains(site_id));
+        self.datalogger_ids
+            .retain(|(site_id, _, _), _| !sites.contains(site_id));
+        self.sensor_ids
+            .retain(|(site_id, _, _, _), _| !sites.contains(site_id));
+        self.known_topics
+            .retain(|(site_id, _)| !sites.contains(site_id));
+    }
 }
 
-fn fold(batch: &[Prepared], sample_bytes: usize, discover: bool) -> (DeviceState, ReadingRows) {
+fn fold(
+    batch: &[Prepared],
+    sample_bytes: usize,
+    discover: bool,
+    names: &mut Names,
+) -> (DeviceState, ReadingRows) {
     let mut state = DeviceState::default();
-    let mut readings = ReadingRows::new();
+    let mut readings = ReadingRows::default();
     if discover {
         for tally in tally(batch, sample_bytes) {
             state
@@ -218,10 +293,9 @@ fn fold(batch: &[Prepared], sample_bytes: usize, discover: bool) -> (DeviceState
             continue;
         };
         let site_id = message.site_id;
-        let mut parsed = DeviceState::default();
         for record in &output.gateways {
-            parsed.gateways.insert(
-                (site_id, record.identifier.clone()),
+            state.add_gateway(
+                (site_id, names.intern(&record.identifier)),
                 GatewayRow {
                     last_seen: message.received_at,
                     is_online: record.online.unwrap_or(true),
@@ -231,27 +305,30 @@ fn fold(batch: &[Prepared], sample_bytes: usize, discover: bool) -> (DeviceState
             );
         }
         for record in &output.dataloggers {
-            parsed
-                .gateways
-                .entry((site_id, record.gateway.clone()))
-                .or_insert(GatewayRow {
+            let gateway = names.intern(&record.gateway);
+            let datalogger = names.intern(&record.identifier);
+            // Seen, not announced: changes nothing but the time of an announced row.
+            state.add_gateway(
+                (site_id, gateway.clone()),
+                GatewayRow {
                     last_seen: message.received_at,
                     is_online: true,
                     metadata: None,
                     announced: false,
-                });
-            parsed.dataloggers.insert(
-                (site_id, record.gateway.clone(), record.identifier.clone()),
+                },
+            );
+            state.add_datalogger(
+                (site_id, gateway.clone(), datalogger.clone()),
                 message.received_at,
             );
             for value in &record.sensors {
                 let key: SensorKey = (
                     site_id,
-                    record.gateway.clone(),
-                    record.identifier.clone(),
-                    value.name.clone(),
+                    gateway.clone(),
+                    datalogger.clone(),
+                    names.intern(&value.name),
                 );
-                parsed.sensors.insert(
+                state.add_sensor(
                     key.clone(),
                     SensorRow {
                         unit: value.unit.clone(),
@@ -262,18 +339,17 @@ fn fold(batch: &[Prepared], sample_bytes: usize, discover: bool) -> (DeviceState
                 readings.insert((key, record.ts), value.value);
             }
         }
-        state.merge(parsed);
     }
     (state, readings)
 }
 
-type ReadingRows = BTreeMap<(SensorKey, DateTime<Utc>), f64>;
+type ReadingRows = HashMap<(SensorKey, DateTime<Utc>), f64>;
 
 /// The part of `state` that must be written now when no flush is due: devices and sensors never
 /// stored before, and gateways whose status or metadata changed.
 fn urgent(state: &DeviceState, cache: &WriteCache) -> DeviceState {
     DeviceState {
-        topics: BTreeMap::new(),
+        topics: HashMap::default(),
         gateways: state
             .gateways
             .iter()
@@ -300,7 +376,7 @@ fn urgent(state: &DeviceState, cache: &WriteCache) -> DeviceState {
 /// kind in separate chunks, and a failed write forgets the cached ids).
 fn add_missing_parents(to_write: &mut DeviceState, known: &[&DeviceState], cache: &WriteCache) {
     let fallback = DateTime::<Utc>::UNIX_EPOCH;
-    let missing_dataloggers: Vec<(i32, String, String)> = to_write
+    let missing_dataloggers: Vec<DataloggerKey> = to_write
         .sensors
         .keys()
         .map(|(site_id, gateway, datalogger, _)| (*site_id, gateway.clone(), datalogger.clone()))
@@ -315,7 +391,7 @@ fn add_missing_parents(to_write: &mut DeviceState, known: &[&DeviceState], cache
             .unwrap_or(fallback);
         to_write.dataloggers.insert(key, last_seen);
     }
-    let missing_gateways: Vec<(i32, String)> = to_write
+    let missing_gateways: Vec<GatewayKey> = to_write
         .dataloggers
         .keys()
         .map(|(site_id, gateway, _)| (*site_id, gateway.clone()))
@@ -333,6 +409,14 @@ fn add_missing_parents(to_write: &mut DeviceState, known: &[&DeviceState], cache
             });
         to_write.gateways.insert(key, row);
     }
+}
+
+/// Rows in one fixed order: several writers may upsert the same gateway (or device) rows, and
+/// transactions that lock rows in different orders can deadlock each other.
+fn in_key_order<K: Ord, V>(rows: &HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut ordered: Vec<(&K, &V)> = rows.iter().collect();
+    ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    ordered
 }
 
 /// Latest state may outlive its site (deleted meanwhile) or name a pattern that is gone; such
@@ -354,8 +438,11 @@ async fn drop_rows_of_deleted_sites<C: ConnectionTrait>(
     if sites.is_empty() {
         return Ok(HashSet::new());
     }
+    // The key-share lock holds off a deletion of these sites until this transaction ends, as a
+    // foreign key would, so no reading is stored for a sensor that a deletion has just removed.
     let existing: HashSet<i32> = site::Entity::find()
         .filter(site::Column::Id.is_in(sites.iter().copied()))
+        .lock(LockType::KeyShare)
         .all(db)
         .await?
         .into_iter()
@@ -416,7 +503,7 @@ pub async fn persist(
     force_flush: bool,
 ) -> Result<Committed, DbErr> {
     let started = std::time::Instant::now();
-    let (mut batch_state, mut readings) = fold(batch, sample_bytes, discover);
+    let (mut batch_state, mut readings) = fold(batch, sample_bytes, discover, &mut cache.names);
     let has_new_topic = batch_state
         .topics
         .keys()
@@ -458,13 +545,9 @@ pub async fn persist(
 
     let transaction = db.begin().await?;
     // Messages of a site deleted meanwhile have nowhere to go: they are acknowledged unstored.
-    // Checked with each flush and after a failed write (which a deleted site causes), not with
-    // every batch: that would cost a round trip per batch.
-    let deleted_sites = if flush || cache.verify_sites {
-        drop_rows_of_deleted_sites(&transaction, batch, &mut to_write, &mut remaining).await?
-    } else {
-        HashSet::new()
-    };
+    // One small query per batch; readings have no per-row foreign key check on PostgreSQL.
+    let deleted_sites =
+        drop_rows_of_deleted_sites(&transaction, batch, &mut to_write, &mut remaining).await?;
     if !deleted_sites.is_empty() {
         batch_state
             .sensors
@@ -472,10 +555,13 @@ pub async fn persist(
         readings.retain(|((site_id, _, _, _), _), _| !deleted_sites.contains(site_id));
         tracing::info!(target: PARSING_TARGET, sites = ?deleted_sites, "dropping messages of deleted sites");
     }
-    let tallies: Vec<TopicTally> = to_write.topics.values().cloned().collect();
+    let tallies: Vec<TopicTally> = in_key_order(&to_write.topics)
+        .into_iter()
+        .map(|(_, tally)| tally.clone())
+        .collect();
     let new_topics = upsert_discovered(&transaction, &tallies, &cache.known_topics).await?;
     let gateway_ids = upsert_gateways(&transaction, &to_write.gateways, &cache.gateway_ids).await?;
-    let gateway_id = |key: &(i32, String)| {
+    let gateway_id = |key: &GatewayKey| {
         gateway_ids
             .get(key)
             .or_else(|| cache.gateway_ids.get(key))
@@ -488,7 +574,7 @@ pub async fn persist(
         &cache.datalogger_ids,
     )
     .await?;
-    let datalogger_id = |key: &(i32, String, String)| {
+    let datalogger_id = |key: &DataloggerKey| {
         datalogger_ids
             .get(key)
             .or_else(|| cache.datalogger_ids.get(key))
@@ -501,7 +587,7 @@ pub async fn persist(
         &cache.sensor_ids,
     )
     .await?;
-    let mut sensor_ids = HashMap::new();
+    let mut sensor_ids = HashMap::default();
     for key in batch_state.sensors.keys() {
         let id = new_sensor_ids
             .get(key)
@@ -520,7 +606,9 @@ pub async fn persist(
     transaction.commit().await?;
 
     // Only now, with the rows durable, may the cache believe in them.
-    cache.verify_sites = false;
+    if !deleted_sites.is_empty() {
+        cache.forget_sites(&deleted_sites);
+    }
     if cache.gateway_ids.len() + cache.datalogger_ids.len() + cache.sensor_ids.len() > CACHE_LIMIT
         || cache.known_topics.len() > CACHE_LIMIT
     {
@@ -624,21 +712,21 @@ async fn upsert_discovered<C: ConnectionTrait>(
 /// Writes the rows; returns the ids of those the cache does not know yet.
 async fn upsert_gateways<C: ConnectionTrait>(
     db: &C,
-    gateways: &BTreeMap<(i32, String), GatewayRow>,
-    cached: &HashMap<(i32, String), i32>,
-) -> Result<HashMap<(i32, String), i32>, DbErr> {
-    let mut ids = HashMap::new();
+    gateways: &HashMap<GatewayKey, GatewayRow>,
+    cached: &HashMap<GatewayKey, i32>,
+) -> Result<HashMap<GatewayKey, i32>, DbErr> {
+    let mut ids = HashMap::default();
     if gateways.is_empty() {
         return Ok(ids);
     }
     let now = Utc::now();
-    let entries: Vec<_> = gateways.iter().collect();
+    let entries = in_key_order(gateways);
     for chunk in entries.chunks(CHUNK_ROWS) {
         let rows = chunk
             .iter()
             .map(|((site_id, identifier), row)| gateway::ActiveModel {
                 site_id: Set(*site_id),
-                identifier: Set(identifier.clone()),
+                identifier: Set(identifier.to_string()),
                 name: Set(None),
                 last_seen: Set(Some(row.last_seen)),
                 is_online: Set(row.is_online),
@@ -671,7 +759,7 @@ async fn upsert_gateways<C: ConnectionTrait>(
             .exec_without_returning(db)
             .await?;
     }
-    let mut by_site: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut by_site: BTreeMap<i32, Vec<Name>> = BTreeMap::new();
     for (site_id, identifier) in gateways.keys().filter(|key| !cached.contains_key(*key)) {
         by_site
             .entry(*site_id)
@@ -680,13 +768,19 @@ async fn upsert_gateways<C: ConnectionTrait>(
     }
     for (site_id, identifiers) in by_site {
         for chunk in identifiers.chunks(CHUNK_ROWS) {
+            let by_text: HashMap<&str, &Name> = chunk.iter().map(|name| (&**name, name)).collect();
             for row in gateway::Entity::find()
                 .filter(gateway::Column::SiteId.eq(site_id))
-                .filter(gateway::Column::Identifier.is_in(chunk.iter().cloned()))
+                .filter(
+                    gateway::Column::Identifier.is_in(chunk.iter().map(|name| name.to_string())),
+                )
                 .all(db)
                 .await?
             {
-                ids.insert((site_id, row.identifier), row.id);
+                // The key the batch used, so later lookups share its name.
+                if let Some(identifier) = by_text.get(row.identifier.as_str()) {
+                    ids.insert((site_id, (*identifier).clone()), row.id);
+                }
             }
         }
     }
@@ -696,18 +790,18 @@ async fn upsert_gateways<C: ConnectionTrait>(
 /// Writes the rows; returns the ids of those the cache does not know yet.
 async fn upsert_dataloggers<C: ConnectionTrait>(
     db: &C,
-    dataloggers: &BTreeMap<(i32, String, String), DateTime<Utc>>,
-    gateway_id: &impl Fn(&(i32, String)) -> Option<i32>,
-    cached: &HashMap<(i32, String, String), i32>,
-) -> Result<HashMap<(i32, String, String), i32>, DbErr> {
-    let mut ids = HashMap::new();
+    dataloggers: &HashMap<DataloggerKey, DateTime<Utc>>,
+    gateway_id: &impl Fn(&GatewayKey) -> Option<i32>,
+    cached: &HashMap<DataloggerKey, i32>,
+) -> Result<HashMap<DataloggerKey, i32>, DbErr> {
+    let mut ids = HashMap::default();
     if dataloggers.is_empty() {
         return Ok(ids);
     }
     let now = Utc::now();
     let mut rows = Vec::new();
-    let mut gateway_of: HashMap<i32, (i32, String)> = HashMap::new();
-    for (key, last_seen) in dataloggers {
+    let mut gateway_of: HashMap<i32, GatewayKey> = HashMap::default();
+    for (key, last_seen) in in_key_order(dataloggers) {
         let (site_id, gateway, identifier) = key;
         let Some(gateway_id) = gateway_id(&(*site_id, gateway.clone())) else {
             return Err(DbErr::Custom(format!(
@@ -719,7 +813,7 @@ async fn upsert_dataloggers<C: ConnectionTrait>(
         }
         rows.push(datalogger::ActiveModel {
             gateway_id: Set(gateway_id),
-            identifier: Set(identifier.clone()),
+            identifier: Set(identifier.to_string()),
             last_seen: Set(Some(*last_seen)),
             is_online: Set(true),
             metadata: Set(None),
@@ -752,9 +846,10 @@ async fn upsert_dataloggers<C: ConnectionTrait>(
             .await?;
     }
     let gateway_id_list: Vec<i32> = gateway_of.keys().copied().collect();
-    let wanted: HashSet<&(i32, String, String)> = dataloggers
+    let wanted: HashMap<(i32, &str, &str), &DataloggerKey> = dataloggers
         .keys()
         .filter(|key| !cached.contains_key(*key))
+        .map(|key| ((key.0, &*key.1, &*key.2), key))
         .collect();
     for chunk in gateway_id_list.chunks(CHUNK_ROWS) {
         for row in datalogger::Entity::find()
@@ -763,9 +858,8 @@ async fn upsert_dataloggers<C: ConnectionTrait>(
             .await?
         {
             if let Some((site_id, gateway)) = gateway_of.get(&row.gateway_id) {
-                let key = (*site_id, gateway.clone(), row.identifier.clone());
-                if wanted.contains(&key) {
-                    ids.insert(key, row.id);
+                if let Some(key) = wanted.get(&(*site_id, &**gateway, row.identifier.as_str())) {
+                    ids.insert((*key).clone(), row.id);
                 }
             }
         }
@@ -776,17 +870,17 @@ async fn upsert_dataloggers<C: ConnectionTrait>(
 /// Writes the rows; returns the ids of those the cache does not know yet.
 async fn upsert_sensors<C: ConnectionTrait>(
     db: &C,
-    sensors: &BTreeMap<SensorKey, SensorRow>,
-    datalogger_id: &impl Fn(&(i32, String, String)) -> Option<i32>,
+    sensors: &HashMap<SensorKey, SensorRow>,
+    datalogger_id: &impl Fn(&DataloggerKey) -> Option<i32>,
     cached: &HashMap<SensorKey, i32>,
 ) -> Result<HashMap<SensorKey, i32>, DbErr> {
-    let mut ids = HashMap::new();
+    let mut ids = HashMap::default();
     if sensors.is_empty() {
         return Ok(ids);
     }
     let mut rows = Vec::new();
-    let mut datalogger_of: HashMap<i32, (i32, String, String)> = HashMap::new();
-    for (key, row) in sensors {
+    let mut datalogger_of: HashMap<i32, DataloggerKey> = HashMap::default();
+    for (key, row) in in_key_order(sensors) {
         let (site_id, gateway, datalogger_identifier, name) = key;
         let datalogger_key = (*site_id, gateway.clone(), datalogger_identifier.clone());
         let Some(datalogger_id) = datalogger_id(&datalogger_key) else {
@@ -799,7 +893,7 @@ async fn upsert_sensors<C: ConnectionTrait>(
         }
         rows.push(sensor::ActiveModel {
             datalogger_id: Set(datalogger_id),
-            name: Set(name.clone()),
+            name: Set(name.to_string()),
             unit: Set(row.unit.clone()),
             last_value: Set(Some(row.value)),
             last_reading_at: Set(Some(row.ts)),
@@ -834,6 +928,12 @@ async fn upsert_sensors<C: ConnectionTrait>(
             .exec_without_returning(db)
             .await?;
     }
+    // The keys the batch used, found by the text the database returns.
+    let wanted: HashMap<(i32, &str, &str, &str), &SensorKey> = sensors
+        .keys()
+        .filter(|key| !cached.contains_key(*key))
+        .map(|key| ((key.0, &*key.1, &*key.2, &*key.3), key))
+        .collect();
     let datalogger_id_list: Vec<i32> = datalogger_of.keys().copied().collect();
     for chunk in datalogger_id_list.chunks(CHUNK_ROWS) {
         for row in sensor::Entity::find()
@@ -844,14 +944,14 @@ async fn upsert_sensors<C: ConnectionTrait>(
             if let Some((site_id, gateway, datalogger_identifier)) =
                 datalogger_of.get(&row.datalogger_id)
             {
-                let key = (
+                let key = wanted.get(&(
                     *site_id,
-                    gateway.clone(),
-                    datalogger_identifier.clone(),
-                    row.name.clone(),
-                );
-                if sensors.contains_key(&key) && !cached.contains_key(&key) {
-                    ids.insert(key, row.id);
+                    &**gateway,
+                    &**datalogger_identifier,
+                    row.name.as_str(),
+                ));
+                if let Some(key) = key {
+                    ids.insert((*key).clone(), row.id);
                 }
             }
         }
@@ -898,15 +998,20 @@ async fn insert_readings_postgres<C: ConnectionTrait>(
     readings: &ReadingRows,
     sensor_ids: &HashMap<SensorKey, i32>,
 ) -> Result<(), DbErr> {
-    let mut ids = Vec::with_capacity(readings.len());
-    let mut times = Vec::with_capacity(readings.len());
-    let mut values = Vec::with_capacity(readings.len());
-    for ((key, ts), value) in readings {
-        if let Some(sensor_id) = sensor_ids.get(key) {
-            ids.push(*sensor_id);
-            times.push(*ts);
-            values.push(*value);
-        }
+    let mut rows: Vec<(i32, DateTime<Utc>, f64)> = readings
+        .iter()
+        .filter_map(|((key, ts), value)| Some((*sensor_ids.get(key)?, *ts, *value)))
+        .collect();
+    // Key order, like every other multi-row write: concurrent writers never wait on each other
+    // in opposite orders.
+    rows.sort_unstable_by_key(|(sensor_id, ts, _)| (*sensor_id, *ts));
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut times = Vec::with_capacity(rows.len());
+    let mut values = Vec::with_capacity(rows.len());
+    for (sensor_id, ts, value) in rows {
+        ids.push(sensor_id);
+        times.push(ts);
+        values.push(value);
     }
     if ids.is_empty() {
         return Ok(());
@@ -985,13 +1090,25 @@ mod tests {
     }
 
     #[test]
+    fn a_name_is_shared_once_seen_and_found_without_copying() {
+        let mut names = Names::default();
+        assert!(names.get("dl-1").is_none());
+        let first = names.intern("dl-1");
+        let again = names.intern(&String::from("dl-1"));
+        assert!(Arc::ptr_eq(&first, &again), "one shared copy per name");
+        let found = names.get("dl-1").expect("known after interning");
+        assert!(Arc::ptr_eq(&first, &found));
+        assert_eq!(&*names.intern("dl-2"), "dl-2");
+    }
+
+    #[test]
     fn folding_keeps_the_latest_value_and_every_reading() {
         let start = Utc::now();
         let batch = vec![
             reading(1, "dl", 2.0, start + Duration::seconds(1)),
             reading(1, "dl", 1.0, start),
         ];
-        let (state, readings) = fold(&batch, 64, true);
+        let (state, readings) = fold(&batch, 64, true, &mut Names::default());
         assert_eq!(readings.len(), 2);
         let key: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
         assert_eq!(
@@ -1004,18 +1121,24 @@ mod tests {
     #[test]
     fn merging_adds_counts_and_keeps_the_newest_state() {
         let start = Utc::now();
-        let (mut earlier, _) = fold(&[reading(1, "dl", 1.0, start)], 64, true);
+        let (mut earlier, _) = fold(
+            &[reading(1, "dl", 1.0, start)],
+            64,
+            true,
+            &mut Names::default(),
+        );
         let (later, _) = fold(
             &[reading(1, "dl", 5.0, start + Duration::seconds(2))],
             64,
             true,
+            &mut Names::default(),
         );
         earlier.merge(later);
         let key: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
         assert_eq!(earlier.sensors[&key].value, 5.0);
         assert_eq!(earlier.topics[&(1, "t/dl".to_string())].count, 2);
         assert_eq!(
-            earlier.dataloggers[&(1, "gw".to_string(), "dl".to_string())],
+            earlier.dataloggers[&(1, Name::from("gw"), Name::from("dl"))],
             start + Duration::seconds(2)
         );
     }
@@ -1026,7 +1149,7 @@ mod tests {
         let batch: Vec<Prepared> = (0..600)
             .map(|index| reading(1, &format!("dl-{index:03}"), index as f64, start))
             .collect();
-        let (mut state, _) = fold(&batch, 64, true);
+        let (mut state, _) = fold(&batch, 64, true, &mut Names::default());
         let first = state.take(250);
         assert_eq!(first.sensors.len(), 250);
         assert_eq!(first.topics.len(), 250);
@@ -1045,7 +1168,12 @@ mod tests {
     fn only_new_devices_and_announced_gateways_are_urgent() {
         let start = Utc::now();
         let mut cache = WriteCache::new(std::time::Duration::from_secs(1));
-        let (state, _) = fold(&[reading(1, "dl", 1.0, start)], 64, true);
+        let (state, _) = fold(
+            &[reading(1, "dl", 1.0, start)],
+            64,
+            true,
+            &mut Names::default(),
+        );
         let everything_new = urgent(&state, &cache);
         assert_eq!(everything_new.sensors.len(), 1);
         assert_eq!(everything_new.dataloggers.len(), 1);
@@ -1073,13 +1201,13 @@ mod tests {
                 ts: start,
             });
         }
-        let (state, _) = fold(&[status], 64, true);
+        let (state, _) = fold(&[status], 64, true, &mut Names::default());
         let announced = urgent(&state, &cache);
         assert_eq!(
             announced.gateways.len(),
             1,
             "a status change is written at once"
         );
-        assert!(!announced.gateways[&(1, "gw".to_string())].is_online);
+        assert!(!announced.gateways[&(1, Name::from("gw"))].is_online);
     }
 }

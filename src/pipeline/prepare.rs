@@ -94,8 +94,11 @@ impl Prepared {
     /// The start of the payload as text, for the discovered-topic sample.
     pub fn sample(&self, max_bytes: usize) -> String {
         let end = self.payload.len().min(max_bytes);
+        let mut sample = String::from_utf8_lossy(&self.payload[..end]).into_owned();
         // PostgreSQL text cannot hold NUL; the whole payload stays byte-exact in the parsing log.
-        let mut sample = String::from_utf8_lossy(&self.payload[..end]).replace('\0', "\u{FFFD}");
+        if sample.contains('\0') {
+            sample = sample.replace('\0', "\u{FFFD}");
+        }
         if self.payload.len() > max_bytes {
             sample.push('…');
         }

@@ -96,7 +96,7 @@ pub async fn replay(
     let mut row = log.into_active_model();
     row.replayed_at = Set(Some(Utc::now()));
     row.update(&state.db).await?;
-    for event in events(&batch, &committed.sensor_ids, &[]) {
+    for event in events(&batch, &committed.sensor_ids, cache.names(), &[]) {
         state.hub.send(&event);
     }
     Ok(ReplayOutcome {

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -306,19 +308,43 @@ async fn finish(
     memory: &mut WriterMemory,
 ) {
     state.metrics.batch_messages.observe(batch.len() as f64);
-    let batch_events = events(batch, &committed.sensor_ids, &committed.new_topics);
+    // With no page open nobody hears the events; building them is a good part of a batch's CPU.
+    let batch_events = if state.hub.client_count() > 0 {
+        events(
+            batch,
+            &committed.sensor_ids,
+            memory.cache.names(),
+            &committed.new_topics,
+        )
+    } else {
+        Vec::new()
+    };
+    // (site, parser, parsed) → (messages, newest receipt): one counter update per kind.
+    let mut counts: std::collections::BTreeMap<(i32, &str, bool), (u64, DateTime<Utc>)> =
+        std::collections::BTreeMap::new();
+    for message in batch {
+        let parser = message.parser().unwrap_or("");
+        let parsed = match &message.outcome {
+            Outcome::Parsed(_) => true,
+            Outcome::Failed { .. } => false,
+            Outcome::Unrouted => continue,
+        };
+        let entry = counts
+            .entry((message.site_id, parser, parsed))
+            .or_insert((0, message.received_at));
+        entry.0 += 1;
+        entry.1 = entry.1.max(message.received_at);
+    }
+    for ((site_id, parser, parsed), (messages, latest)) in counts {
+        state
+            .metrics
+            .record_committed(site_id, parser, parsed, messages, latest);
+    }
     for message in batch {
         let parser = message.parser().unwrap_or("");
         match &message.outcome {
-            Outcome::Parsed(_) => {
-                state
-                    .metrics
-                    .record_committed(message.site_id, parser, true, message.received_at)
-            }
+            Outcome::Parsed(_) => {}
             Outcome::Failed { error } => {
-                state
-                    .metrics
-                    .record_committed(message.site_id, parser, false, message.received_at);
                 tracing::warn!(
                     target: PARSING_TARGET,
                     site_id = message.site_id,
