@@ -6,11 +6,6 @@ use clap::Parser;
 use mqtt_supervisor::cli::{Cli, Command, ServeArgs};
 use mqtt_supervisor::config::Config;
 
-// The pipeline allocates many small, short-lived strings per message; mimalloc serves them for
-// a fraction of the system allocator's CPU time (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {

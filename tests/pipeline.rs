@@ -303,6 +303,80 @@ async fn a_message_the_database_refuses_does_not_stall_the_connection() {
     }
 }
 
+/// The value of one unlabelled counter in the service's /metrics.
+async fn counter(service: &Service, name: &str) -> Option<f64> {
+    let text = reqwest::get(service.url("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn a_reading_sent_again_is_stored_once_and_is_no_error() {
+    let database = TestDatabase::new().await;
+    let site = common::ingesting_site(
+        &database,
+        options(database.directory.path()),
+        &[(
+            "fleet/gateway/{gateway}/datalogger/{datalogger}",
+            "datalogger_readings_v1",
+        )],
+    )
+    .await;
+    let (db, publisher) = (site.db.clone(), &site.publisher);
+    for index in 0..5 {
+        let (topic, payload) = reading_payload(index);
+        publisher.publish(&topic, payload).await;
+    }
+    common::eventually(Duration::from_secs(30), "the first readings", || async {
+        (readings(&db).await == 10).then_some(())
+    })
+    .await;
+    // The same five again (as a broker redelivers them, or a device repeats itself) with one
+    // new message among them: the new one is stored, the repeats are skipped.
+    for index in [0, 1, 2, 5, 3, 4] {
+        let (topic, payload) = reading_payload(index);
+        publisher.publish(&topic, payload).await;
+    }
+    common::eventually(Duration::from_secs(30), "the new reading", || async {
+        (readings(&db).await == 12).then_some(())
+    })
+    .await;
+    common::eventually(
+        Duration::from_secs(30),
+        "every message processed",
+        || async {
+            let health: serde_json::Value = reqwest::get(site.service.url("/health"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (health["messages_processed"] == 11).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(readings(&db).await, 12);
+    assert_eq!(
+        mqtt_parsing_log::Entity::find()
+            .count(&db)
+            .await
+            .expect("count"),
+        0,
+        "a repeated reading is not a parsing error"
+    );
+    assert_eq!(
+        counter(&site.service, "mqtt_supervisor_commit_failures_total").await,
+        Some(0.0),
+        "a repeated reading is not a failed commit"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_larger_than_every_queue_is_stored_completely() {
     // More messages than the broker's in-flight window, the client's request queue and the

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::notify::events;
-use super::persist::{persist, WriteCache};
+use super::persist::{is_duplicate_reading, persist, WriteCache};
 use super::{Outcome, Prepared};
 use crate::state::AppState;
 use crate::telemetry::{report_parsing_error, RateLimit, PARSING_TARGET};
@@ -158,6 +158,10 @@ struct WriterMemory {
 /// Failed attempts, with the database answering pings, after which a batch is taken apart.
 const REFUSALS_BEFORE_ISOLATING: u32 = 3;
 
+/// After a redelivered reading, how long readings are written so that stored ones are skipped:
+/// a broker redelivers a whole window of messages at once.
+const DUPLICATES_PERIOD: Duration = Duration::from_secs(30);
+
 /// Stores the batch, retrying while the database is away. A batch the database keeps refusing
 /// while it answers (bad data, not an outage) is split so one bad message cannot stall the
 /// connection. Returns false only when shutdown interrupted the retries.
@@ -190,6 +194,17 @@ fn commit_with_retry<'a>(
                         .observe(started.elapsed().as_secs_f64());
                     finish(state, &batch, committed, memory).await;
                     return true;
+                }
+                Err(error)
+                    if is_duplicate_reading(&error) && !memory.cache.expecting_duplicates() =>
+                {
+                    // Not a failure: the batch holds a reading stored before (a redelivery).
+                    // Nothing was written; store it again, skipping what is there.
+                    tracing::debug!(
+                        messages = batch.len(),
+                        "a redelivered reading; storing the batch again without duplicates"
+                    );
+                    memory.cache.expect_duplicates(DUPLICATES_PERIOD);
                 }
                 Err(error) => {
                     state.metrics.commit_failures.inc();
