@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench ingest -- [--messages N] [--database-url URL] [--skip-connections]
 //!  [--publishers N] [--broker-inflight N] [--service-config FILE]`
-//! Defaults: 200 000 messages from 1 000 dataloggers on 10 gateways (one MQTT connection each),
+//! Defaults: 300 000 messages from 1 000 dataloggers on 10 gateways (one MQTT connection each),
 //! 2 sensors each, QoS 1, into PostgreSQL at postgres://postgres@127.0.0.1:5432/test (a fresh
 //! database per run).
 
@@ -39,7 +39,7 @@ struct Options {
 
 fn options() -> Options {
     let mut options = Options {
-        messages: 200_000,
+        messages: 300_000,
         database_url: "postgres://postgres@127.0.0.1:5432/test".into(),
         connections: true,
         service_config: None,
