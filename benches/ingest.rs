@@ -455,17 +455,17 @@ impl Service {
         )
     }
 
-    async fn metric(&self, name: &str) -> Option<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.base_url))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+    /// One unlabelled metric; 0 when it is missing or the service does not answer.
+    async fn metric(&self, name: &str) -> f64 {
+        let Ok(response) = reqwest::get(format!("{}/metrics", self.base_url)).await else {
+            return 0.0;
+        };
+        let text = response.text().await.unwrap_or_default();
         text.lines()
             .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
             .and_then(|line| line.rsplit(' ').next())
             .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
     }
 }
 
@@ -653,18 +653,9 @@ async fn end_to_end(options: &Options, broker: &Broker, raw: f64) {
         per_message(cpu.publisher),
         (cpu.service + cpu.broker + cpu.database + cpu.publisher) / elapsed.as_secs_f64() / 2.0
     );
-    let batches = service
-        .metric("mqtt_supervisor_batch_messages_count")
-        .await
-        .unwrap_or(0.0);
-    let batched = service
-        .metric("mqtt_supervisor_batch_messages_sum")
-        .await
-        .unwrap_or(0.0);
-    let commit_seconds = service
-        .metric("mqtt_supervisor_commit_seconds_sum")
-        .await
-        .unwrap_or(0.0);
+    let batches = service.metric("mqtt_supervisor_batch_messages_count").await;
+    let batched = service.metric("mqtt_supervisor_batch_messages_sum").await;
+    let commit_seconds = service.metric("mqtt_supervisor_commit_seconds_sum").await;
     println!(
         "  {batches} batches over the whole run, {:.0} messages and {:.1} ms each on average",
         batched / batches.max(1.0),
@@ -789,22 +780,18 @@ async fn connections(options: &Options, broker: &Broker) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let passes = service
         .metric("mqtt_supervisor_reconcile_seconds_count")
-        .await
-        .unwrap_or(0.0);
+        .await;
     let total = service
         .metric("mqtt_supervisor_reconcile_seconds_sum")
-        .await
-        .unwrap_or(0.0);
+        .await;
     // Steady state: passes with 1 000 running clients and nothing to change.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let passes_after = service
         .metric("mqtt_supervisor_reconcile_seconds_count")
-        .await
-        .unwrap_or(0.0);
+        .await;
     let total_after = service
         .metric("mqtt_supervisor_reconcile_seconds_sum")
-        .await
-        .unwrap_or(0.0);
+        .await;
     println!(
         "connections: 1000 connected {:.2} s after activation",
         to_connect.as_secs_f64()

@@ -24,6 +24,19 @@ async fn readings(db: &sea_orm::DatabaseConnection) -> u64 {
     sensor_reading::Entity::find().count(db).await.unwrap_or(0)
 }
 
+/// A site ingesting the fleet's readings (`reading_payload`) with the default test options.
+async fn fleet_site(database: &TestDatabase) -> common::IngestingSite {
+    common::ingesting_site(
+        database,
+        options(database.directory.path()),
+        &[(
+            "fleet/gateway/{gateway}/datalogger/{datalogger}",
+            "datalogger_readings_v1",
+        )],
+    )
+    .await
+}
+
 /// One reading message: datalogger `index % 10`, its own timestamp, two sensors.
 fn reading_payload(index: usize) -> (String, String) {
     let topic = format!(
@@ -155,15 +168,7 @@ async fn hostile_payloads_are_logged_whole_and_ingestion_goes_on() {
 async fn a_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
     const MESSAGES: usize = 3000;
     let database = TestDatabase::new().await;
-    let mut site = common::ingesting_site(
-        &database,
-        options(database.directory.path()),
-        &[(
-            "fleet/gateway/{gateway}/datalogger/{datalogger}",
-            "datalogger_readings_v1",
-        )],
-    )
-    .await;
+    let mut site = fleet_site(&database).await;
     let (db, publisher) = (site.db.clone(), &site.publisher);
 
     for index in 0..MESSAGES {
@@ -319,15 +324,7 @@ async fn counter(service: &Service, name: &str) -> Option<f64> {
 #[tokio::test]
 async fn a_reading_sent_again_is_stored_once_and_is_no_error() {
     let database = TestDatabase::new().await;
-    let site = common::ingesting_site(
-        &database,
-        options(database.directory.path()),
-        &[(
-            "fleet/gateway/{gateway}/datalogger/{datalogger}",
-            "datalogger_readings_v1",
-        )],
-    )
-    .await;
+    let site = fleet_site(&database).await;
     let (db, publisher) = (site.db.clone(), &site.publisher);
     for index in 0..5 {
         let (topic, payload) = reading_payload(index);
@@ -383,15 +380,7 @@ async fn a_burst_larger_than_every_queue_is_stored_completely() {
     // writer's queue together: acknowledgements must keep flowing while the writer is busy.
     const MESSAGES: usize = 20_000;
     let database = TestDatabase::new().await;
-    let site = common::ingesting_site(
-        &database,
-        options(database.directory.path()),
-        &[(
-            "fleet/gateway/{gateway}/datalogger/{datalogger}",
-            "datalogger_readings_v1",
-        )],
-    )
-    .await;
+    let site = fleet_site(&database).await;
     let (db, publisher) = (site.db.clone(), &site.publisher);
     for index in 0..MESSAGES {
         let (topic, payload) = reading_payload(index);
