@@ -436,36 +436,20 @@ impl Service {
             .unwrap_or(0.0)
     }
 
-    /// The sum of every labelled series of one metric.
-    async fn metric_sum(&self, name: &str) -> Option<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.base_url))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        Some(
-            text.lines()
-                .filter(|line| {
-                    line.starts_with(name)
-                        && matches!(line.as_bytes().get(name.len()), Some(b'{' | b' '))
-                })
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
-    }
-
-    /// One unlabelled metric; 0 when it is missing or the service does not answer.
+    /// One metric from /metrics, summed over its labelled series; 0 when it is missing or the
+    /// service does not answer.
     async fn metric(&self, name: &str) -> f64 {
         let Ok(response) = reqwest::get(format!("{}/metrics", self.base_url)).await else {
             return 0.0;
         };
         let text = response.text().await.unwrap_or_default();
         text.lines()
-            .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0)
+            .filter(|line| {
+                line.starts_with(name)
+                    && matches!(line.as_bytes().get(name.len()), Some(b'{' | b' '))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 }
 
@@ -598,9 +582,8 @@ async fn end_to_end(options: &Options, broker: &Broker, raw: f64) {
     latency(&service, broker, site_id).await;
 
     let processed_before = service
-        .metric_sum("mqtt_supervisor_messages_processed_total")
-        .await
-        .unwrap_or(0.0);
+        .metric("mqtt_supervisor_messages_processed_total")
+        .await;
     let readings_before = sensor_reading::Entity::find().count(&db).await.unwrap_or(0);
     let expected = 2 * options.messages as u64;
     let messages = fleet_messages(options.messages, 1_700_000_000);
@@ -614,9 +597,8 @@ async fn end_to_end(options: &Options, broker: &Broker, raw: f64) {
     // Watching that counter costs the database nothing, unlike counting rows while it ingests.
     loop {
         let processed = service
-            .metric_sum("mqtt_supervisor_messages_processed_total")
-            .await
-            .unwrap_or(0.0);
+            .metric("mqtt_supervisor_messages_processed_total")
+            .await;
         if processed - processed_before >= options.messages as f64
             || started.elapsed() > Duration::from_secs(600)
         {

@@ -32,43 +32,35 @@ impl TopicTally {
 }
 
 pub fn tally(batch: &[Prepared], sample_bytes: usize) -> Vec<TopicTally> {
-    // Per topic: its tally and the latest message, whose sample is taken once at the end.
-    let mut tallies: foldhash::HashMap<(i32, &str), (TopicTally, &Prepared)> =
+    // Per topic: how many, since when, and the latest message, which gives the rest.
+    let mut tallies: foldhash::HashMap<(i32, &str), (i64, DateTime<Utc>, &Prepared)> =
         foldhash::HashMap::default();
     for message in batch {
         let key = (message.site_id, message.topic.as_str());
-        let topic_id = message.route.as_ref().map(|(id, _)| *id);
         match tallies.get_mut(&key) {
-            Some((tally, latest)) => {
-                tally.count += 1;
-                tally.first_seen = tally.first_seen.min(message.received_at);
-                if message.received_at >= tally.last_seen {
-                    tally.last_seen = message.received_at;
-                    tally.is_processable = message.is_processable();
-                    tally.mqtt_topic_id = topic_id;
+            Some((count, first_seen, latest)) => {
+                *count += 1;
+                *first_seen = (*first_seen).min(message.received_at);
+                if message.received_at >= latest.received_at {
                     *latest = message;
                 }
             }
             None => {
-                let tally = TopicTally {
-                    site_id: message.site_id,
-                    topic: message.topic.clone(),
-                    count: 1,
-                    first_seen: message.received_at,
-                    last_seen: message.received_at,
-                    sample: String::new(),
-                    is_processable: message.is_processable(),
-                    mqtt_topic_id: topic_id,
-                };
-                tallies.insert(key, (tally, message));
+                tallies.insert(key, (1, message.received_at, message));
             }
         }
     }
     tallies
         .into_values()
-        .map(|(mut tally, latest)| {
-            tally.sample = latest.sample(sample_bytes);
-            tally
+        .map(|(count, first_seen, latest)| TopicTally {
+            site_id: latest.site_id,
+            topic: latest.topic.clone(),
+            count,
+            first_seen,
+            last_seen: latest.received_at,
+            sample: latest.sample(sample_bytes),
+            is_processable: latest.is_processable(),
+            mqtt_topic_id: latest.route.as_ref().map(|(id, _)| *id),
         })
         .collect()
 }

@@ -426,6 +426,15 @@ fn add_missing_parents(to_write: &mut DeviceState, known: &[&DeviceState], cache
     }
 }
 
+/// The row id of a device: written by this transaction, or known from earlier ones.
+fn row_id<K: Hash + Eq>(
+    written: &HashMap<K, i32>,
+    cached: &HashMap<K, i32>,
+    key: &K,
+) -> Option<i32> {
+    written.get(key).or_else(|| cached.get(key)).copied()
+}
+
 /// Rows in one fixed order: several writers may upsert the same gateway (or device) rows, and
 /// transactions that lock rows in different orders can deadlock each other.
 fn in_key_order<K: Ord, V>(rows: &HashMap<K, V>) -> Vec<(&K, &V)> {
@@ -530,9 +539,9 @@ pub async fn persist(
         let mut everything = cache.pending.clone();
         everything.merge(batch_state.clone());
         if force_flush {
-            let mut all = everything.clone();
-            add_missing_parents(&mut all, &[&everything], cache);
-            all
+            // Everything goes out: a parent not in it has nowhere else to be found.
+            add_missing_parents(&mut everything, &[], cache);
+            everything
         } else {
             let mut chunk = everything.take(FLUSH_ROWS_PER_BATCH);
             chunk.merge(urgent(&everything, cache));
@@ -576,12 +585,7 @@ pub async fn persist(
         .collect();
     let new_topics = upsert_discovered(&transaction, &tallies, &cache.known_topics).await?;
     let gateway_ids = upsert_gateways(&transaction, &to_write.gateways, &cache.gateway_ids).await?;
-    let gateway_id = |key: &GatewayKey| {
-        gateway_ids
-            .get(key)
-            .or_else(|| cache.gateway_ids.get(key))
-            .copied()
-    };
+    let gateway_id = |key: &GatewayKey| row_id(&gateway_ids, &cache.gateway_ids, key);
     let datalogger_ids = upsert_dataloggers(
         &transaction,
         &to_write.dataloggers,
@@ -589,12 +593,7 @@ pub async fn persist(
         &cache.datalogger_ids,
     )
     .await?;
-    let datalogger_id = |key: &DataloggerKey| {
-        datalogger_ids
-            .get(key)
-            .or_else(|| cache.datalogger_ids.get(key))
-            .copied()
-    };
+    let datalogger_id = |key: &DataloggerKey| row_id(&datalogger_ids, &cache.datalogger_ids, key);
     let new_sensor_ids = upsert_sensors(
         &transaction,
         &to_write.sensors,
@@ -604,16 +603,12 @@ pub async fn persist(
     .await?;
     let mut sensor_ids = HashMap::default();
     for key in batch_state.sensors.keys() {
-        let id = new_sensor_ids
-            .get(key)
-            .or_else(|| cache.sensor_ids.get(key))
-            .copied()
-            .ok_or_else(|| {
-                DbErr::Custom(format!(
-                    "sensor {} of datalogger {} has no row",
-                    key.3, key.2
-                ))
-            })?;
+        let id = row_id(&new_sensor_ids, &cache.sensor_ids, key).ok_or_else(|| {
+            DbErr::Custom(format!(
+                "sensor {} of datalogger {} has no row",
+                key.3, key.2
+            ))
+        })?;
         sensor_ids.insert(key.clone(), id);
     }
     let skip_duplicates = cache.expecting_duplicates();

@@ -341,24 +341,7 @@ async fn finish(
         let parser = message.parser().unwrap_or("");
         let parsed = match &message.outcome {
             Outcome::Parsed(_) => true,
-            Outcome::Failed { .. } => false,
             Outcome::Unrouted => continue,
-        };
-        let entry = counts
-            .entry((message.site_id, parser, parsed))
-            .or_insert((0, message.received_at));
-        entry.0 += 1;
-        entry.1 = entry.1.max(message.received_at);
-    }
-    for ((site_id, parser, parsed), (messages, latest)) in counts {
-        state
-            .metrics
-            .record_committed(site_id, parser, parsed, messages, latest);
-    }
-    for message in batch {
-        let parser = message.parser().unwrap_or("");
-        match &message.outcome {
-            Outcome::Parsed(_) => {}
             Outcome::Failed { error } => {
                 tracing::warn!(
                     target: PARSING_TARGET,
@@ -376,9 +359,19 @@ async fn finish(
                 if allowed {
                     report_parsing_error(message.site_id, &message.topic, parser, error);
                 }
+                false
             }
-            Outcome::Unrouted => {}
-        }
+        };
+        let entry = counts
+            .entry((message.site_id, parser, parsed))
+            .or_insert((0, message.received_at));
+        entry.0 += 1;
+        entry.1 = entry.1.max(message.received_at);
+    }
+    for ((site_id, parser, parsed), (messages, latest)) in counts {
+        state
+            .metrics
+            .record_committed(site_id, parser, parsed, messages, latest);
     }
     // Acknowledge only now: the rows are durable.
     for message in batch {
