@@ -1,10 +1,13 @@
 //! Built-in parser `datalogger_readings_v1`: one datalogger's batch of named sensor readings.
 
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{json, Value};
 
 use super::{
-    compile_schema, payload_or_capture, timestamp_from_value, validate_payload, DataloggerRecord,
-    ParseError, ParseInput, ParseOutput, Parser, SensorSet, SensorValue, TimestampFormat,
+    capture, compile_schema, payload_or_capture, timestamp_from_value, validate_payload,
+    BytesInput, DataloggerRecord, ParseError, ParseInput, ParseOutput, Parser, SensorSet,
+    SensorValue, TimestampFormat,
 };
 
 const NAME: &str = "datalogger_readings_v1";
@@ -17,6 +20,8 @@ const MISSING_DATALOGGER: &str = "datalogger: the topic pattern does not capture
 pub struct DataloggerReadingsV1 {
     schema: Value,
     validator: jsonschema::Validator,
+    /// The schema's own rule for `ts`, so the fast path judges timestamps exactly as it does.
+    ts_validator: jsonschema::Validator,
 }
 
 impl DataloggerReadingsV1 {
@@ -24,7 +29,13 @@ impl DataloggerReadingsV1 {
         let schema = schema();
         // A constant schema: failing here is a programming error caught by the tests below.
         let validator = compile_schema(&schema).expect("built-in schema compiles");
-        DataloggerReadingsV1 { schema, validator }
+        let ts_validator =
+            compile_schema(&schema["properties"]["ts"]).expect("built-in schema compiles");
+        DataloggerReadingsV1 {
+            schema,
+            validator,
+            ts_validator,
+        }
     }
 }
 
@@ -152,11 +163,158 @@ impl Parser for DataloggerReadingsV1 {
             }],
         })
     }
+
+    fn parse_fast(&self, input: &BytesInput<'_>) -> Option<ParseOutput> {
+        let payload: FastPayload<'_> = serde_json::from_slice(input.payload).ok()?;
+        // Each check below is at least as strict as the schema's rule and `parse`'s, so whatever
+        // passes would pass there too; a borderline value is left to the full path.
+        let identifier = |from_payload: Option<&str>, name: &str| match from_payload {
+            Some(text) => (1..=MAX_NAME_BYTES)
+                .contains(&text.len())
+                .then(|| text.to_owned()),
+            None => capture(input.captures, name).map(str::to_owned),
+        };
+        let gateway = identifier(payload.gateway, "gateway")?;
+        let datalogger = identifier(payload.datalogger, "datalogger")?;
+        let ts = match payload.ts {
+            Some(text) => {
+                if !self.ts_validator.is_valid(&Value::String(text.to_owned())) {
+                    return None;
+                }
+                DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)
+            }
+            None => input.received_at,
+        };
+        let mut sensors = SensorSet::default();
+        for sensor in payload.sensors {
+            // Any printable ASCII character is non-blank under every definition of whitespace
+            // (the schema's regular expression and `str::trim` differ beyond ASCII).
+            let plainly_named = sensor.name.len() <= MAX_NAME_BYTES
+                && sensor.name.bytes().any(|byte| byte.is_ascii_graphic());
+            let unit_fits = sensor.unit.is_none_or(|unit| unit.len() <= MAX_UNIT_BYTES);
+            if !(plainly_named && unit_fits && sensor.value.is_finite()) {
+                return None;
+            }
+            sensors.insert(SensorValue {
+                name: sensor.name.to_owned(),
+                value: sensor.value,
+                unit: sensor
+                    .unit
+                    .filter(|unit| !unit.is_empty())
+                    .map(str::to_owned),
+            });
+        }
+        Some(ParseOutput {
+            gateways: Vec::new(),
+            dataloggers: vec![DataloggerRecord {
+                gateway,
+                identifier: datalogger,
+                ts,
+                sensors: sensors.into_vec(),
+            }],
+        })
+    }
+}
+
+/// The schema's `maxLength` for names counts characters; a byte count under it is within it.
+const MAX_NAME_BYTES: usize = 255;
+const MAX_UNIT_BYTES: usize = 64;
+
+/// The usual payload, borrowed from the message bytes. Only JSON objects are read (a derived
+/// `Deserialize` would also take arrays, which the schema refuses), strings must be free of
+/// escapes so they can be borrowed, and a key the schema does not name, a repeated key or a
+/// `null` where a string belongs makes the whole payload go the full path.
+struct FastPayload<'a> {
+    ts: Option<&'a str>,
+    gateway: Option<&'a str>,
+    datalogger: Option<&'a str>,
+    sensors: Vec<FastSensor<'a>>,
+}
+
+struct FastSensor<'a> {
+    name: &'a str,
+    value: f64,
+    unit: Option<&'a str>,
+}
+
+/// Stores a field's value, refusing a key seen before (serde_json would keep the last one).
+fn set_once<'de, T, A: MapAccess<'de>>(
+    slot: &mut Option<T>,
+    map: &mut A,
+    read: impl FnOnce(&mut A) -> Result<T, A::Error>,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::custom("repeated key"));
+    }
+    *slot = Some(read(map)?);
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for FastPayload<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PayloadVisitor;
+        impl<'de> Visitor<'de> for PayloadVisitor {
+            type Value = FastPayload<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a datalogger_readings_v1 object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut ts, mut gateway, mut datalogger, mut sensors) = (None, None, None, None);
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    match key {
+                        "ts" => set_once(&mut ts, &mut map, |map| map.next_value())?,
+                        "gateway" => set_once(&mut gateway, &mut map, |map| map.next_value())?,
+                        "datalogger" => {
+                            set_once(&mut datalogger, &mut map, |map| map.next_value())?
+                        }
+                        "sensors" => set_once(&mut sensors, &mut map, |map| map.next_value())?,
+                        _ => return Err(de::Error::custom("unexpected key")),
+                    }
+                }
+                Ok(FastPayload {
+                    ts,
+                    gateway,
+                    datalogger,
+                    sensors: sensors.ok_or_else(|| de::Error::missing_field("sensors"))?,
+                })
+            }
+        }
+        deserializer.deserialize_map(PayloadVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for FastSensor<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SensorVisitor;
+        impl<'de> Visitor<'de> for SensorVisitor {
+            type Value = FastSensor<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a sensor object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut name, mut value, mut unit) = (None, None, None);
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    match key {
+                        "name" => set_once(&mut name, &mut map, |map| map.next_value())?,
+                        "value" => set_once(&mut value, &mut map, |map| map.next_value())?,
+                        "unit" => set_once(&mut unit, &mut map, |map| map.next_value())?,
+                        _ => return Err(de::Error::custom("unexpected key")),
+                    }
+                }
+                Ok(FastSensor {
+                    name: name.ok_or_else(|| de::Error::missing_field("name"))?,
+                    value: value.ok_or_else(|| de::Error::missing_field("value"))?,
+                    unit: unit.flatten(),
+                })
+            }
+        }
+        deserializer.deserialize_map(SensorVisitor)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{received_at, run, run_bytes};
+    use super::super::test_support::{captures, received_at, run, run_bytes};
     use super::*;
     use chrono::{DateTime, Utc};
 
@@ -343,6 +501,144 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.dataloggers[0].sensors[0].value, -500.0);
+    }
+
+    /// Payloads built from the pieces below, valid and not, in every combination.
+    fn corpus() -> Vec<String> {
+        let long = "a".repeat(256);
+        let wide = "é".repeat(255);
+        let unit_65 = format!("\"{}\"", "u".repeat(65));
+        let unit_64 = format!("\"{}\"", "u".repeat(64));
+        let name_255 = format!("\"{}\"", "n".repeat(255));
+        let times = [
+            None,
+            Some(r#""2024-05-01T10:15:00Z""#),
+            Some(r#""2024-05-01T10:15:00.123456789Z""#),
+            Some(r#""2024-05-01T10:15:00+02:00""#),
+            Some(r#""2024-05-01t10:15:00z""#),
+            Some(r#""2024-05-01 10:15:00Z""#),
+            Some(r#""2024-02-30T10:00:00Z""#),
+            Some(r#""2024-05-01T23:59:60Z""#),
+            Some(r#""2024-05-01T10:15:60Z""#),
+            Some(r#""2024-05-01T24:00:00Z""#),
+            Some(r#""2024-05-01T10:15:00+24:00""#),
+            Some(r#""2024-05-01T10:15:00""#),
+            Some(r#""last tuesday""#),
+            Some(r#""\u0032024-05-01T10:15:00Z""#),
+            Some("null"),
+            Some("1714557600"),
+            Some(r#""""#),
+        ];
+        let gateway_value = format!("\"{long}\"");
+        let gateway_wide = format!("\"{wide}\"");
+        let gateways = [
+            None,
+            Some(r#""gw-payload""#),
+            Some(r#""""#),
+            Some("null"),
+            Some("5"),
+            Some(gateway_value.as_str()),
+            Some(gateway_wide.as_str()),
+            Some(r#""g\u0077""#),
+        ];
+        let sensor_lists = [
+            "[]".to_owned(),
+            r#"[{"name": "t", "value": 1}]"#.to_owned(),
+            r#"[{"unit": "K", "value": 1.5, "name": "t"}, {"name": "t", "value": 2}]"#.to_owned(),
+            r#"[{"name": "t", "value": 1, "unit": null}, {"name": "h", "value": -0.0, "unit": ""}]"#
+                .to_owned(),
+            r#"[{"name": " t ", "value": 123456789012345678901234567890}]"#.to_owned(),
+            r#"[{"name": "é", "value": 1}]"#.to_owned(),
+            r#"[{"name": " ", "value": 1}]"#.to_owned(),
+            "[{\"name\": \"\u{feff}\", \"value\": 1}]".to_owned(),
+            "[{\"name\": \"\u{a0}\", \"value\": 1}]".to_owned(),
+            r#"[{"name": "", "value": 1}]"#.to_owned(),
+            r#"[{"name": "t\u0020", "value": 1}]"#.to_owned(),
+            format!(r#"[{{"name": {name_255}, "value": 1}}]"#),
+            format!(r#"[{{"name": "x{long}", "value": 1}}]"#),
+            r#"[{"name": "t", "value": "1"}]"#.to_owned(),
+            r#"[{"name": "t", "value": true}]"#.to_owned(),
+            r#"[{"name": "t", "value": null}]"#.to_owned(),
+            r#"[{"name": "t", "value": 1e400}]"#.to_owned(),
+            r#"[{"name": "t", "value": 1, "unit": 5}]"#.to_owned(),
+            format!(r#"[{{"name": "t", "value": 1, "unit": {unit_64}}}]"#),
+            format!(r#"[{{"name": "t", "value": 1, "unit": {unit_65}}}]"#),
+            r#"[{"name": "t", "value": 1, "extra": [1, 2]}]"#.to_owned(),
+            r#"[["t", 1, null]]"#.to_owned(),
+            r#"[{"name": "t", "name": "u", "value": 1}]"#.to_owned(),
+            r#"[{"name": "t"}]"#.to_owned(),
+            r#"[{"value": 1}]"#.to_owned(),
+            r#"{"name": "t", "value": 1}"#.to_owned(),
+            "null".to_owned(),
+        ];
+        let mut payloads = Vec::new();
+        for ts in &times {
+            for gateway in &gateways {
+                for sensors in &sensor_lists {
+                    let mut fields = Vec::new();
+                    if let Some(ts) = ts {
+                        fields.push(format!(r#""ts": {ts}"#));
+                    }
+                    if let Some(gateway) = gateway {
+                        fields.push(format!(r#""gateway": {gateway}"#));
+                    }
+                    fields.push(format!(r#""sensors": {sensors}"#));
+                    payloads.push(format!("{{{}}}", fields.join(", ")));
+                }
+            }
+        }
+        let ordinary = r#"{"ts": "2024-05-01T10:15:00Z", "sensors": [{"name": "t", "value": 1}]}"#;
+        payloads.extend([
+            format!("\u{feff}{ordinary}"),
+            format!("  {ordinary}\n"),
+            format!("{ordinary} x"),
+            format!("[{ordinary}]"),
+            ordinary.replace('{', "{\"x\": 1, "),
+            ordinary.replace("\"ts\"", "\"datalogger\": \"dl-p\", \"ts\""),
+            ordinary.replace("\"ts\"", "\"datalogger\": \"\", \"ts\""),
+            ordinary.replace("\"ts\"", "\"sensors\": [], \"ts\""),
+            String::new(),
+            "{}".to_owned(),
+        ]);
+        payloads
+    }
+
+    fn fast(
+        parser: &DataloggerReadingsV1,
+        pairs: &[(&str, &str)],
+        payload: &str,
+    ) -> Option<ParseOutput> {
+        let captures = captures(pairs);
+        parser.parse_fast(&BytesInput {
+            captures: &captures,
+            payload: payload.as_bytes(),
+            received_at: received_at(),
+        })
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_one_or_stands_aside() {
+        let parser = DataloggerReadingsV1::new();
+        let only_datalogger: &[(&str, &str)] = &[("datalogger", "dl7")];
+        let mut taken = 0;
+        for payload in corpus() {
+            for pairs in [CAPTURES, only_datalogger] {
+                if let Some(output) = fast(&parser, pairs, &payload) {
+                    taken += 1;
+                    let full = run_bytes(&parser, pairs, payload.as_bytes());
+                    assert_eq!(full, Ok(output), "{payload}");
+                }
+            }
+        }
+        // The common shapes must take the fast path, or it would be useless.
+        assert!(taken >= 100, "only {taken} payloads took the fast path");
+        for ordinary in [
+            r#"{"ts": "2024-05-01T10:15:00.123456Z", "sensors": [{"name": "temperature", "value": 21.5, "unit": "°C"}, {"name": "humidity", "value": 40, "unit": "%"}]}"#,
+            r#"{"sensors": [{"name": "t", "value": 1}], "gateway": "gw-p", "datalogger": "dl-p"}"#,
+            r#"{"sensors": []}"#,
+        ] {
+            assert!(fast(&parser, CAPTURES, ordinary).is_some(), "{ordinary}");
+        }
     }
 
     #[test]

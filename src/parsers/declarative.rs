@@ -463,10 +463,11 @@ impl NameTemplate {
             match part {
                 NamePart::Literal(text) => name.push_str(text),
                 NamePart::Capture(key) => {
-                    let value = capture(input, key).ok_or_else(|| ParseError::MissingCapture {
-                        capture: key.clone(),
-                        template: self.text.clone(),
-                    })?;
+                    let value =
+                        capture(input.captures, key).ok_or_else(|| ParseError::MissingCapture {
+                            capture: key.clone(),
+                            template: self.text.clone(),
+                        })?;
                     name.push_str(value);
                 }
             }
@@ -551,7 +552,7 @@ fn resolve_identifier(
 ) -> Result<String, ParseError> {
     for source in sources {
         let found = match source {
-            IdSource::Capture(key) => capture(input, key).map(str::to_owned),
+            IdSource::Capture(key) => capture(input.captures, key).map(str::to_owned),
             IdSource::Pointer(pointer) => match input.payload.pointer(pointer) {
                 Some(Value::String(text)) if !text.is_empty() => Some(text.clone()),
                 // Many devices number themselves; an integer id is as good as a string.

@@ -77,9 +77,9 @@ impl Parser for FlatTelemetry {
             .payload
             .as_object()
             .ok_or_else(|| ParseError::invalid("", "expected a JSON object"))?;
-        let datalogger = capture(input, "datalogger")
+        let datalogger = capture(input.captures, "datalogger")
             .ok_or(ParseError::MissingIdentifier(MISSING_DATALOGGER))?;
-        let gateway = capture(input, "gateway").unwrap_or(DEFAULT_GATEWAY);
+        let gateway = capture(input.captures, "gateway").unwrap_or(DEFAULT_GATEWAY);
         let ts = match fields.get("ts") {
             Some(value) => timestamp_from_value(value, "/ts", TimestampFormat::Auto)?,
             None => input.received_at,

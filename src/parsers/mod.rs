@@ -231,6 +231,21 @@ pub trait Parser: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Validates the payload against [`Parser::schema`], then maps it.
     fn parse(&self, input: &ParseInput<'_>) -> Result<ParseOutput, ParseError>;
+    /// Reads the raw payload without building a JSON tree, for the shape that nearly every
+    /// message of this parser has. Returns exactly what decoding and [`Parser::parse`] would
+    /// return for a payload it can prove acceptable, and `None` for anything else, which then
+    /// takes the full path and gets its error message there.
+    fn parse_fast(&self, _input: &BytesInput<'_>) -> Option<ParseOutput> {
+        None
+    }
+}
+
+/// One message as received, for [`Parser::parse_fast`]; the size limit is already checked.
+#[derive(Debug, Clone, Copy)]
+pub struct BytesInput<'a> {
+    pub captures: &'a BTreeMap<String, String>,
+    pub payload: &'a [u8],
+    pub received_at: DateTime<Utc>,
 }
 
 /// A parser as `GET /api/parsers` shows it.
@@ -556,9 +571,8 @@ fn unix_timestamp(
 }
 
 /// A topic capture, unless the pattern lacks it or it matched an empty topic level.
-pub(crate) fn capture<'a>(input: &ParseInput<'a>, name: &str) -> Option<&'a str> {
-    input
-        .captures
+pub(crate) fn capture<'a>(captures: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    captures
         .get(name)
         .map(String::as_str)
         .filter(|value| !value.is_empty())
@@ -571,7 +585,7 @@ pub(crate) fn payload_or_capture(input: &ParseInput<'_>, key: &str) -> Option<St
         .get(key)
         .and_then(Value::as_str)
         .filter(|value| !value.is_empty())
-        .or_else(|| capture(input, key))
+        .or_else(|| capture(input.captures, key))
         .map(str::to_owned)
 }
 
@@ -579,16 +593,38 @@ pub(crate) fn payload_or_capture(input: &ParseInput<'_>, key: &str) -> Option<St
 #[derive(Default)]
 pub(crate) struct SensorSet {
     sensors: Vec<SensorValue>,
-    positions: HashMap<String, usize>,
+    /// Built only for long lists: a few names are found faster by scanning, without hashing or
+    /// copying them, and a hostile list of thousands must not take quadratic time.
+    positions: Option<HashMap<String, usize>>,
 }
+
+/// Up to this many sensors, a repeated name is found by scanning the list.
+const SCANNED_SENSORS: usize = 16;
 
 impl SensorSet {
     pub(crate) fn insert(&mut self, sensor: SensorValue) {
-        match self.positions.get(&sensor.name) {
-            Some(&at) => self.sensors[at] = sensor,
+        if self.positions.is_none() && self.sensors.len() >= SCANNED_SENSORS {
+            self.positions = Some(
+                self.sensors
+                    .iter()
+                    .enumerate()
+                    .map(|(at, known)| (known.name.clone(), at))
+                    .collect(),
+            );
+        }
+        let found = match &self.positions {
+            Some(positions) => positions.get(&sensor.name).copied(),
+            None => self
+                .sensors
+                .iter()
+                .position(|known| known.name == sensor.name),
+        };
+        match found {
+            Some(at) => self.sensors[at] = sensor,
             None => {
-                self.positions
-                    .insert(sensor.name.clone(), self.sensors.len());
+                if let Some(positions) = &mut self.positions {
+                    positions.insert(sensor.name.clone(), self.sensors.len());
+                }
                 self.sensors.push(sensor);
             }
         }
@@ -884,5 +920,29 @@ mod tests {
         let sensors = set.into_vec();
         assert_eq!(sensors.len(), 2);
         assert_eq!((sensors[0].name.as_str(), sensors[0].value), ("a", 3.0));
+    }
+
+    #[test]
+    fn sensor_set_keeps_the_last_value_in_long_lists_too() {
+        let mut set = SensorSet::default();
+        let names: Vec<String> = (0..3 * SCANNED_SENSORS)
+            .map(|index| format!("s{}", index % (2 * SCANNED_SENSORS)))
+            .collect();
+        for (index, name) in names.iter().enumerate() {
+            set.insert(SensorValue {
+                name: name.clone(),
+                value: index as f64,
+                unit: None,
+            });
+        }
+        let sensors = set.into_vec();
+        assert_eq!(sensors.len(), 2 * SCANNED_SENSORS);
+        // The first names came back after the list grew long; they kept their places.
+        assert_eq!(sensors[0].name, "s0");
+        assert_eq!(sensors[0].value, (2 * SCANNED_SENSORS) as f64);
+        assert_eq!(
+            sensors[SCANNED_SENSORS + 1].value,
+            (SCANNED_SENSORS + 1) as f64
+        );
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::route::{Route, Router, TopicPattern};
 use crate::connection::Ack;
-use crate::parsers::{decode_payload, ParseInput, ParseOutput, Registry};
+use crate::parsers::{decode_payload, BytesInput, ParseInput, ParseOutput, Registry};
 use crate::supervisor::TopicSpec;
 
 /// A site's patterns, ready for subscribing (all of them) and matching (the active ones).
@@ -36,7 +36,7 @@ impl SiteRoutes {
                         routes.push(Route {
                             topic_id: topic.id,
                             pattern,
-                            parser: topic.parser.clone(),
+                            parser: topic.parser.as_str().into(),
                             priority: topic.priority,
                         });
                     }
@@ -77,7 +77,7 @@ pub struct Prepared {
     pub received_at: DateTime<Utc>,
     pub payload: Vec<u8>,
     /// The matched pattern's id and parser.
-    pub route: Option<(i32, String)>,
+    pub route: Option<(i32, Arc<str>)>,
     pub outcome: Outcome,
     pub ack: Option<Ack>,
 }
@@ -88,7 +88,7 @@ impl Prepared {
     }
 
     pub fn parser(&self) -> Option<&str> {
-        self.route.as_ref().map(|(_, parser)| parser.as_str())
+        self.route.as_ref().map(|(_, parser)| &**parser)
     }
 
     /// The start of the payload as text, for the discovered-topic sample.
@@ -157,6 +157,16 @@ pub fn parse_payload(
             error: format!("unknown parser '{parser}': add it to the parsers folder or change the topic pattern"),
         };
     };
+    if payload.len() <= max_payload_bytes {
+        let input = BytesInput {
+            captures,
+            payload,
+            received_at,
+        };
+        if let Some(output) = parser.parse_fast(&input) {
+            return Outcome::Parsed(output);
+        }
+    }
     let value = match decode_payload(payload, max_payload_bytes) {
         Ok(value) => value,
         Err(error) => {

@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// MQTT strings carry a 16-bit length prefix, so no filter or topic name can be longer.
 const MAX_LEN: usize = 65_535;
@@ -292,14 +293,15 @@ fn is_valid_topic(topic: &str) -> bool {
 pub struct Route {
     pub topic_id: i32,
     pub pattern: TopicPattern,
-    pub parser: String,
+    /// Shared with every message it matches: a count bump instead of a copy per message.
+    pub parser: Arc<str>,
     pub priority: i32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteMatch {
     pub topic_id: i32,
-    pub parser: String,
+    pub parser: Arc<str>,
     pub captures: BTreeMap<String, String>,
 }
 
@@ -486,7 +488,7 @@ mod tests {
         Route {
             topic_id,
             pattern: p(pattern),
-            parser: format!("parser{topic_id}"),
+            parser: format!("parser{topic_id}").into(),
             priority,
         }
     }
