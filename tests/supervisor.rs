@@ -128,18 +128,29 @@ async fn a_lost_broker_means_reconnecting_then_connected_and_ingestion_resumes()
     broker.resume();
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(15)).await;
 
+    // The restarted broker has forgotten every session: the service subscribes again right
+    // after it reconnects, and a message published before that reaches no subscriber (MQTT's
+    // rule, not a loss by the service). So fresh readings are published until one is stored.
     let publisher = publisher_on(broker.port).await;
-    publisher
-        .publish(
-            "plant/gw/dl",
-            r#"{"ts": "2026-01-01T00:00:01Z", "level": 2.0}"#,
-        )
-        .await;
+    let mut attempt = 0u32;
     common::eventually(
         Duration::from_secs(10),
-        "reading after the broker returned",
-        || async {
-            (sensor_reading::Entity::find().count(&db).await.unwrap_or(0) == 2).then_some(())
+        "a reading after the broker returned",
+        || {
+            attempt += 1;
+            let publish = (attempt % 5 == 1).then(|| {
+                format!(
+                    r#"{{"ts": "2026-01-01T00:00:{:02}Z", "level": 2.0}}"#,
+                    (attempt / 5 + 1).min(59)
+                )
+            });
+            let (publisher, db) = (&publisher, &db);
+            async move {
+                if let Some(payload) = publish {
+                    publisher.publish("plant/gw/dl", payload).await;
+                }
+                (sensor_reading::Entity::find().count(db).await.unwrap_or(0) >= 2).then_some(())
+            }
         },
     )
     .await;
