@@ -153,15 +153,7 @@ impl Parser for DataloggerReadingsV1 {
             });
         }
 
-        Ok(ParseOutput {
-            gateways: Vec::new(),
-            dataloggers: vec![DataloggerRecord {
-                gateway,
-                identifier: datalogger,
-                ts,
-                sensors: sensors.into_vec(),
-            }],
-        })
+        Ok(readings_of(gateway, datalogger, ts, sensors))
     }
 
     fn parse_fast(&self, input: &BytesInput<'_>) -> Option<ParseOutput> {
@@ -204,15 +196,25 @@ impl Parser for DataloggerReadingsV1 {
                     .map(str::to_owned),
             });
         }
-        Some(ParseOutput {
-            gateways: Vec::new(),
-            dataloggers: vec![DataloggerRecord {
-                gateway,
-                identifier: datalogger,
-                ts,
-                sensors: sensors.into_vec(),
-            }],
-        })
+        Some(readings_of(gateway, datalogger, ts, sensors))
+    }
+}
+
+/// What both paths return: one datalogger's readings.
+fn readings_of(
+    gateway: String,
+    datalogger: String,
+    ts: DateTime<Utc>,
+    sensors: SensorSet,
+) -> ParseOutput {
+    ParseOutput {
+        gateways: Vec::new(),
+        dataloggers: vec![DataloggerRecord {
+            gateway,
+            identifier: datalogger,
+            ts,
+            sensors: sensors.into_vec(),
+        }],
     }
 }
 
