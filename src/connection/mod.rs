@@ -280,6 +280,7 @@ async fn write_acks(
         return Ok(());
     };
     while let Some(publish) = pending.pop_front() {
+        // The same choice as `AsyncClient::ack` makes (its helper is private to rumqttc).
         let request = match publish.qos {
             QoS::AtMostOnce => continue,
             QoS::AtLeastOnce => Request::PubAck(PubAck::new(publish.pkid)),

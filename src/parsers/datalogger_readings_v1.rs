@@ -239,16 +239,16 @@ struct FastSensor<'a> {
     unit: Option<&'a str>,
 }
 
-/// Stores a field's value, refusing a key seen before (serde_json would keep the last one).
-fn set_once<'de, T, A: MapAccess<'de>>(
+/// Reads the value of the key just read into `slot`, refusing a key seen before (serde_json
+/// would keep the last one).
+fn set_once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
     slot: &mut Option<T>,
     map: &mut A,
-    read: impl FnOnce(&mut A) -> Result<T, A::Error>,
 ) -> Result<(), A::Error> {
     if slot.is_some() {
         return Err(de::Error::custom("repeated key"));
     }
-    *slot = Some(read(map)?);
+    *slot = Some(map.next_value()?);
     Ok(())
 }
 
@@ -264,12 +264,10 @@ impl<'de> Deserialize<'de> for FastPayload<'de> {
                 let (mut ts, mut gateway, mut datalogger, mut sensors) = (None, None, None, None);
                 while let Some(key) = map.next_key::<&'de str>()? {
                     match key {
-                        "ts" => set_once(&mut ts, &mut map, |map| map.next_value())?,
-                        "gateway" => set_once(&mut gateway, &mut map, |map| map.next_value())?,
-                        "datalogger" => {
-                            set_once(&mut datalogger, &mut map, |map| map.next_value())?
-                        }
-                        "sensors" => set_once(&mut sensors, &mut map, |map| map.next_value())?,
+                        "ts" => set_once(&mut ts, &mut map)?,
+                        "gateway" => set_once(&mut gateway, &mut map)?,
+                        "datalogger" => set_once(&mut datalogger, &mut map)?,
+                        "sensors" => set_once(&mut sensors, &mut map)?,
                         _ => return Err(de::Error::custom("unexpected key")),
                     }
                 }
@@ -297,9 +295,9 @@ impl<'de> Deserialize<'de> for FastSensor<'de> {
                 let (mut name, mut value, mut unit) = (None, None, None);
                 while let Some(key) = map.next_key::<&'de str>()? {
                     match key {
-                        "name" => set_once(&mut name, &mut map, |map| map.next_value())?,
-                        "value" => set_once(&mut value, &mut map, |map| map.next_value())?,
-                        "unit" => set_once(&mut unit, &mut map, |map| map.next_value())?,
+                        "name" => set_once(&mut name, &mut map)?,
+                        "value" => set_once(&mut value, &mut map)?,
+                        "unit" => set_once(&mut unit, &mut map)?,
                         _ => return Err(de::Error::custom("unexpected key")),
                     }
                 }
