@@ -26,7 +26,7 @@ pub use backoff::reconnect_delay;
 pub use settings::{ConnectionSettings, SettingsError};
 pub use status::{ConnectionStatus, StatusReporter};
 
-use crate::pipeline::{prepare, Limits, SiteRoutes, WriterHandle};
+use crate::pipeline::{prepare, Limits, SiteRoutes, TrySendError, WriterHandle};
 use crate::state::AppState;
 use crate::telemetry::CONNECTION_TARGET;
 
@@ -178,33 +178,54 @@ async fn run(
                     subscribed.clear();
                     resubscribe(&client, site_id, &current_routes, &mut subscribed);
                 }
-                Ok(Event::Incoming(Packet::Publish(mut publish))) => {
-                    let received_at = Utc::now();
-                    received.inc();
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let mut next = Some(publish);
+                    let mut writer_gone = false;
+                    // Once per bunch: a reload of the parsers applies from the next one.
                     let registry = state.parsers.current();
-                    // The acknowledgement needs only the packet id; topic and payload move on.
-                    let topic = std::mem::take(&mut publish.topic);
-                    let payload = Vec::from(std::mem::take(&mut publish.payload));
-                    let mut prepared = prepare(
-                        site_id,
-                        topic,
-                        payload,
-                        received_at,
-                        &current_routes,
-                        &registry,
-                        &limits,
-                    );
-                    if publish.qos != QoS::AtMostOnce {
-                        prepared.ack = Some(Ack::new(ack_sender.clone(), publish, &generation));
+                    while let Some(mut publish) = next.take() {
+                        let received_at = Utc::now();
+                        received.inc();
+                        let topic = std::mem::take(&mut publish.topic);
+                        let payload = Vec::from(std::mem::take(&mut publish.payload));
+                        let mut prepared = prepare(
+                            site_id,
+                            topic,
+                            payload,
+                            received_at,
+                            &current_routes,
+                            &registry,
+                            &limits,
+                        );
+                        if publish.qos != QoS::AtMostOnce {
+                            prepared.ack = Some(Ack::new(ack_sender.clone(), publish, &generation));
+                        }
+                        let sent = match writer.try_send(prepared) {
+                            Ok(()) => true,
+                            Err(TrySendError::Full(prepared)) => tokio::select! {
+                                sent = writer.send(*prepared) => sent.is_ok(),
+                                _ = cancel.cancelled() => false,
+                            },
+                            Err(TrySendError::Stopped) => false,
+                        };
+                        if !sent {
+                            writer_gone = true;
+                            break;
+                        }
+                        // The client reads packets in bunches: the rest of a bunch needs no
+                        // round through the select above.
+                        if matches!(
+                            event_loop.state.events.front(),
+                            Some(Event::Incoming(Packet::Publish(_)))
+                        ) {
+                            if let Some(Event::Incoming(Packet::Publish(publish))) =
+                                event_loop.state.events.pop_front()
+                            {
+                                next = Some(publish);
+                            }
+                        }
                     }
-                    // A stop must not wait for a writer that is stuck on the database.
-                    let sent = tokio::select! {
-                        sent = writer.send(prepared) => sent.is_ok(),
-                        _ = cancel.cancelled() => false,
-                    };
-                    if !sent {
-                        // Stopping, or the writer is gone (shutdown): unacknowledged messages
-                        // stay with the broker.
+                    if writer_gone {
                         break;
                     }
                 }

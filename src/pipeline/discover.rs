@@ -3,16 +3,17 @@
 
 use chrono::{DateTime, Utc};
 
+use super::persist::{Name, Names};
 use super::Prepared;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicTally {
     pub site_id: i32,
-    pub topic: String,
+    pub topic: Name,
     pub count: i64,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
-    pub sample: String,
+    pub sample: Sample,
     pub is_processable: bool,
     pub mqtt_topic_id: Option<i32>,
 }
@@ -31,7 +32,38 @@ impl TopicTally {
     }
 }
 
-pub fn tally(batch: &[Prepared], sample_bytes: usize) -> Vec<TopicTally> {
+/// The start of a topic's latest payload. Kept as bytes and made into text only when it is
+/// written: most samples are replaced by a later one before the next flush.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+impl Sample {
+    pub fn of(payload: &[u8], max_bytes: usize) -> Sample {
+        Sample {
+            bytes: payload[..payload.len().min(max_bytes)].to_vec(),
+            truncated: payload.len() > max_bytes,
+        }
+    }
+
+    /// The sample as text: invalid UTF-8 replaced, an ellipsis if the payload was longer.
+    pub fn text(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        // PostgreSQL text cannot hold NUL; the whole payload stays byte-exact in the parsing log.
+        if text.contains('\0') {
+            text = text.replace('\0', "\u{FFFD}");
+        }
+        if self.truncated {
+            text.push('…');
+        }
+        text
+    }
+}
+
+/// One tally per (site, topic) of the batch; topic names are shared through `names`.
+pub fn tally(batch: &[Prepared], sample_bytes: usize, names: &mut Names) -> Vec<TopicTally> {
     // Per topic: how many, since when, and the latest message, which gives the rest.
     let mut tallies: foldhash::HashMap<(i32, &str), (i64, DateTime<Utc>, &Prepared)> =
         foldhash::HashMap::default();
@@ -54,11 +86,11 @@ pub fn tally(batch: &[Prepared], sample_bytes: usize) -> Vec<TopicTally> {
         .into_values()
         .map(|(count, first_seen, latest)| TopicTally {
             site_id: latest.site_id,
-            topic: latest.topic.clone(),
+            topic: names.intern(&latest.topic),
             count,
             first_seen,
             last_seen: latest.received_at,
-            sample: latest.sample(sample_bytes),
+            sample: Sample::of(&latest.payload, sample_bytes),
             is_processable: latest.is_processable(),
             mqtt_topic_id: latest.route.as_ref().map(|(id, _)| *id),
         })
@@ -92,15 +124,29 @@ mod tests {
             message(2, "a", "other site", start),
             message(1, "b", "b", start),
         ];
-        let tallies = tally(&batch, 64);
+        let tallies = tally(&batch, 64, &mut Names::default());
         assert_eq!(tallies.len(), 3);
         let a = tallies
             .iter()
-            .find(|t| t.site_id == 1 && t.topic == "a")
+            .find(|t| t.site_id == 1 && &*t.topic == "a")
             .expect("tally for a");
         assert_eq!(a.count, 2);
-        assert_eq!(a.sample, "second");
+        assert_eq!(a.sample.text(), "second");
         assert_eq!(a.first_seen, start);
         assert_eq!(a.last_seen, start + Duration::seconds(1));
+    }
+
+    #[test]
+    fn a_sample_never_holds_nul() {
+        let sample = Sample::of(&[0xff, 0xfe, 0x00], 16);
+        assert!(!sample.text().contains('\0'));
+        assert_eq!(sample.text(), "\u{FFFD}\u{FFFD}\u{FFFD}");
+    }
+
+    #[test]
+    fn a_long_payload_is_cut_and_marked() {
+        let sample = Sample::of(&[b'x'; 40], 16);
+        assert_eq!(sample.text(), format!("{}…", "x".repeat(16)));
+        assert_eq!(Sample::of(b"short", 16).text(), "short");
     }
 }

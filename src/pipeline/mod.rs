@@ -10,4 +10,4 @@ pub mod route;
 pub mod writer;
 
 pub use prepare::{prepare, Limits, Outcome, Prepared, SiteRoutes};
-pub use writer::{spawn_writer, WriterHandle};
+pub use writer::{spawn_writer, TrySendError, WriterHandle};

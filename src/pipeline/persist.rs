@@ -22,9 +22,78 @@ use crate::entity::{
 };
 use crate::telemetry::PARSING_TARGET;
 
-/// A device identifier or sensor name, shared rather than copied: the same few names recur in
-/// every batch, and keys built from them are cloned and compared many times per message.
-pub type Name = Arc<str>;
+/// A device identifier or sensor name, shared rather than copied, with its hash worked out once:
+/// the same few names recur in every batch, and keys built from them are hashed, cloned and
+/// compared many times per message. Equal text means equal names, whichever copy holds it.
+#[derive(Clone)]
+pub struct Name {
+    hash: u64,
+    text: Arc<str>,
+}
+
+impl Name {
+    fn with_text(text: Arc<str>) -> Name {
+        use std::hash::BuildHasher;
+        Name {
+            hash: foldhash::fast::FixedState::default().hash_one(&*text),
+            text,
+        }
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Name {
+        Name::with_text(Arc::from(text))
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for Name {}
+
+impl Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// By text, so rows sorted by key come out in the same order in every writer.
+impl Ord for Name {
+    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.text, f)
+    }
+}
+
 /// (site, gateway identifier).
 pub type GatewayKey = (i32, Name);
 /// (site, gateway identifier, datalogger identifier).
@@ -36,7 +105,7 @@ pub type SensorKey = (i32, Name, Name, Name);
 /// names it has seen before.
 #[derive(Debug, Default)]
 pub struct Names {
-    known: foldhash::HashSet<Name>,
+    known: HashMap<Arc<str>, Name>,
 }
 
 impl Names {
@@ -48,8 +117,8 @@ impl Names {
         if self.known.len() >= CACHE_LIMIT {
             self.known.clear();
         }
-        let shared: Name = Arc::from(name);
-        self.known.insert(shared.clone());
+        let shared = Name::from(name);
+        self.known.insert(shared.text.clone(), shared.clone());
         shared
     }
 
@@ -89,7 +158,7 @@ struct SensorRow {
 /// multi-row upsert may not touch a key twice. Readings are not here: they are written at once.
 #[derive(Debug, Default, Clone)]
 pub struct DeviceState {
-    topics: HashMap<(i32, String), TopicTally>,
+    topics: HashMap<(i32, Name), TopicTally>,
     gateways: HashMap<GatewayKey, GatewayRow>,
     dataloggers: HashMap<DataloggerKey, DateTime<Utc>>,
     sensors: HashMap<SensorKey, SensorRow>,
@@ -197,7 +266,7 @@ pub struct WriteCache {
     gateway_ids: HashMap<GatewayKey, i32>,
     datalogger_ids: HashMap<DataloggerKey, i32>,
     sensor_ids: HashMap<SensorKey, i32>,
-    known_topics: HashSet<(i32, String)>,
+    known_topics: foldhash::HashSet<(i32, Name)>,
     pending: DeviceState,
     last_flush: std::time::Instant,
     flush_interval: std::time::Duration,
@@ -224,7 +293,7 @@ impl WriteCache {
             gateway_ids: HashMap::default(),
             datalogger_ids: HashMap::default(),
             sensor_ids: HashMap::default(),
-            known_topics: HashSet::new(),
+            known_topics: HashSet::default(),
             pending: DeviceState::default(),
             last_flush: std::time::Instant::now(),
             flush_interval,
@@ -297,7 +366,7 @@ fn fold(
     let mut state = DeviceState::default();
     let mut readings = ReadingRows::default();
     if discover {
-        for tally in tally(batch, sample_bytes) {
+        for tally in tally(batch, sample_bytes, names) {
             state
                 .topics
                 .insert((tally.site_id, tally.topic.clone()), tally);
@@ -351,14 +420,38 @@ fn fold(
                         ts: record.ts,
                     },
                 );
-                readings.insert((key, record.ts), value.value);
+                readings.push((key, record.ts, value.value));
             }
         }
     }
     (state, readings)
 }
 
-type ReadingRows = HashMap<(SensorKey, DateTime<Utc>), f64>;
+/// Readings in the order their messages came; `reading_rows` settles repeats.
+type ReadingRows = Vec<(SensorKey, DateTime<Utc>, f64)>;
+
+/// (sensor row id, time, value) in key order, one row per sensor and time: of two readings with
+/// the same key in one batch the later message wins. Key order, like every other multi-row
+/// write: concurrent writers never wait on each other in opposite orders.
+fn reading_rows(
+    readings: &ReadingRows,
+    sensor_ids: &HashMap<SensorKey, i32>,
+) -> Vec<(i32, DateTime<Utc>, f64)> {
+    let mut rows: Vec<(i32, DateTime<Utc>, f64)> = readings
+        .iter()
+        .filter_map(|(key, ts, value)| Some((*sensor_ids.get(key)?, *ts, *value)))
+        .collect();
+    // Stable, so of equal keys the later message stays last.
+    rows.sort_by_key(|(sensor_id, ts, _)| (*sensor_id, *ts));
+    let mut unique: Vec<(i32, DateTime<Utc>, f64)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match unique.last_mut() {
+            Some(last) if (last.0, last.1) == (row.0, row.1) => *last = row,
+            _ => unique.push(row),
+        }
+    }
+    unique
+}
 
 /// The part of `state` that must be written now when no flush is due: devices and sensors never
 /// stored before, and gateways whose status or metadata changed.
@@ -546,7 +639,7 @@ pub async fn persist(
             let mut chunk = everything.take(FLUSH_ROWS_PER_BATCH);
             chunk.merge(urgent(&everything, cache));
             // New topics go out at once, so browsers hear of them at once.
-            let new_topics: Vec<(i32, String)> = everything
+            let new_topics: Vec<(i32, Name)> = everything
                 .topics
                 .keys()
                 .filter(|key| !cache.known_topics.contains(*key))
@@ -576,7 +669,7 @@ pub async fn persist(
         batch_state
             .sensors
             .retain(|(site_id, _, _, _), _| !deleted_sites.contains(site_id));
-        readings.retain(|((site_id, _, _, _), _), _| !deleted_sites.contains(site_id));
+        readings.retain(|((site_id, _, _, _), _, _)| !deleted_sites.contains(site_id));
         tracing::info!(target: PARSING_TARGET, sites = ?deleted_sites, "dropping messages of deleted sites");
     }
     let tallies: Vec<TopicTally> = in_key_order(&to_write.topics)
@@ -653,7 +746,7 @@ pub async fn persist(
 async fn upsert_discovered<C: ConnectionTrait>(
     db: &C,
     tallies: &[TopicTally],
-    known_topics: &HashSet<(i32, String)>,
+    known_topics: &foldhash::HashSet<(i32, Name)>,
 ) -> Result<Vec<(i32, String)>, DbErr> {
     // Which of the unknown topics are really new: one query per site with unknown topics.
     let mut unknown: BTreeMap<i32, Vec<String>> = BTreeMap::new();
@@ -662,7 +755,7 @@ async fn upsert_discovered<C: ConnectionTrait>(
             unknown
                 .entry(tally.site_id)
                 .or_default()
-                .push(tally.topic.clone());
+                .push(tally.topic.to_string());
         }
     }
     let mut new_topics = Vec::new();
@@ -687,11 +780,11 @@ async fn upsert_discovered<C: ConnectionTrait>(
     for chunk in tallies.chunks(CHUNK_ROWS) {
         let rows = chunk.iter().map(|tally| discovered_topic::ActiveModel {
             site_id: Set(tally.site_id),
-            topic: Set(tally.topic.clone()),
+            topic: Set(tally.topic.to_string()),
             first_seen: Set(tally.first_seen),
             last_seen: Set(tally.last_seen),
             message_count: Set(tally.count),
-            last_payload: Set(Some(tally.sample.clone())),
+            last_payload: Set(Some(tally.sample.text())),
             is_processable: Set(tally.is_processable),
             mqtt_topic_id: Set(tally.mqtt_topic_id),
             ..Default::default()
@@ -989,15 +1082,12 @@ async fn insert_readings<C: ConnectionTrait>(
     if db.get_database_backend() == DbBackend::Postgres {
         return insert_readings_postgres(db, readings, sensor_ids, skip_duplicates).await;
     }
-    let rows: Vec<sensor_reading::ActiveModel> = readings
-        .iter()
-        .filter_map(|((key, ts), value)| {
-            let sensor_id = sensor_ids.get(key)?;
-            Some(sensor_reading::ActiveModel {
-                sensor_id: Set(*sensor_id),
-                ts: Set(*ts),
-                value: Set(*value),
-            })
+    let rows: Vec<sensor_reading::ActiveModel> = reading_rows(readings, sensor_ids)
+        .into_iter()
+        .map(|(sensor_id, ts, value)| sensor_reading::ActiveModel {
+            sensor_id: Set(sensor_id),
+            ts: Set(ts),
+            value: Set(value),
         })
         .collect();
     for chunk in rows.chunks(CHUNK_ROWS * 2) {
@@ -1025,13 +1115,7 @@ async fn insert_readings_postgres<C: ConnectionTrait>(
     sensor_ids: &HashMap<SensorKey, i32>,
     skip_duplicates: bool,
 ) -> Result<(), DbErr> {
-    let mut rows: Vec<(i32, DateTime<Utc>, f64)> = readings
-        .iter()
-        .filter_map(|((key, ts), value)| Some((*sensor_ids.get(key)?, *ts, *value)))
-        .collect();
-    // Key order, like every other multi-row write: concurrent writers never wait on each other
-    // in opposite orders.
-    rows.sort_unstable_by_key(|(sensor_id, ts, _)| (*sensor_id, *ts));
+    let rows = reading_rows(readings, sensor_ids);
     let mut ids = Vec::with_capacity(rows.len());
     let mut times = Vec::with_capacity(rows.len());
     let mut values = Vec::with_capacity(rows.len());
@@ -1128,9 +1212,14 @@ mod tests {
         assert!(names.get("dl-1").is_none());
         let first = names.intern("dl-1");
         let again = names.intern(&String::from("dl-1"));
-        assert!(Arc::ptr_eq(&first, &again), "one shared copy per name");
+        assert!(
+            Arc::ptr_eq(&first.text, &again.text),
+            "one shared copy per name"
+        );
         let found = names.get("dl-1").expect("known after interning");
-        assert!(Arc::ptr_eq(&first, &found));
+        assert!(Arc::ptr_eq(&first.text, &found.text));
+        assert_eq!(first, Name::from("dl-1"), "equal text, equal names");
+        assert_ne!(first, Name::from("dl-2"));
         assert_eq!(&*names.intern("dl-2"), "dl-2");
     }
 
@@ -1148,7 +1237,30 @@ mod tests {
             state.sensors[&key].value, 2.0,
             "the later timestamp wins, not the later message"
         );
-        assert_eq!(state.topics[&(1, "t/dl".to_string())].count, 2);
+        assert_eq!(state.topics[&(1, Name::from("t/dl"))].count, 2);
+    }
+
+    #[test]
+    fn a_repeated_reading_in_one_batch_is_one_row_and_the_later_message_wins() {
+        let start = Utc::now();
+        let key = |name: &str| -> SensorKey { (1, "gw".into(), "dl".into(), name.into()) };
+        let readings: ReadingRows = vec![
+            (key("b"), start, 1.0),
+            (key("a"), start + Duration::seconds(1), 2.0),
+            (key("a"), start, 3.0),
+            (key("b"), start, 4.0),
+            (key("unstored"), start, 5.0),
+        ];
+        let sensor_ids: HashMap<SensorKey, i32> =
+            [(key("a"), 7), (key("b"), 3)].into_iter().collect();
+        assert_eq!(
+            reading_rows(&readings, &sensor_ids),
+            vec![
+                (3, start, 4.0),
+                (7, start, 3.0),
+                (7, start + Duration::seconds(1), 2.0)
+            ]
+        );
     }
 
     #[test]
@@ -1169,7 +1281,7 @@ mod tests {
         earlier.merge(later);
         let key: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
         assert_eq!(earlier.sensors[&key].value, 5.0);
-        assert_eq!(earlier.topics[&(1, "t/dl".to_string())].count, 2);
+        assert_eq!(earlier.topics[&(1, Name::from("t/dl"))].count, 2);
         assert_eq!(
             earlier.dataloggers[&(1, Name::from("gw"), Name::from("dl"))],
             start + Duration::seconds(2)

@@ -90,20 +90,6 @@ impl Prepared {
     pub fn parser(&self) -> Option<&str> {
         self.route.as_ref().map(|(_, parser)| &**parser)
     }
-
-    /// The start of the payload as text, for the discovered-topic sample.
-    pub fn sample(&self, max_bytes: usize) -> String {
-        let end = self.payload.len().min(max_bytes);
-        let mut sample = String::from_utf8_lossy(&self.payload[..end]).into_owned();
-        // PostgreSQL text cannot hold NUL; the whole payload stays byte-exact in the parsing log.
-        if sample.contains('\0') {
-            sample = sample.replace('\0', "\u{FFFD}");
-        }
-        if self.payload.len() > max_bytes {
-            sample.push('…');
-        }
-        sample
-    }
 }
 
 pub fn prepare(
@@ -320,37 +306,5 @@ mod tests {
         let routes = SiteRoutes::build(&[inactive]);
         assert_eq!(routes.filters, vec![("a/#".to_string(), 1)]);
         assert!(routes.router.route("a/b").is_none());
-    }
-
-    #[test]
-    fn sample_never_holds_nul() {
-        let routes = SiteRoutes::default();
-        let registry = Arc::new(Registry::builtin());
-        let prepared = prepare(
-            1,
-            "t".into(),
-            vec![0xff, 0xfe, 0x00],
-            Utc::now(),
-            &routes,
-            &registry,
-            &LIMITS,
-        );
-        assert!(!prepared.sample(16).contains('\0'));
-    }
-
-    #[test]
-    fn sample_is_truncated() {
-        let routes = SiteRoutes::default();
-        let registry = Arc::new(Registry::builtin());
-        let prepared = prepare(
-            1,
-            "t".into(),
-            vec![b'x'; 40],
-            Utc::now(),
-            &routes,
-            &registry,
-            &LIMITS,
-        );
-        assert_eq!(prepared.sample(16).chars().count(), 17);
     }
 }

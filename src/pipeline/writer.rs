@@ -27,7 +27,28 @@ pub struct WriterHandle {
 #[error("the writer has stopped")]
 pub struct WriterStopped;
 
+#[derive(Debug)]
+pub enum TrySendError {
+    /// The writer's queue is full: wait with `send`. Boxed: the common result is `Ok`, which
+    /// should not have to be as large as a message.
+    Full(Box<Prepared>),
+    Stopped,
+}
+
 impl WriterHandle {
+    /// Queues the message if its writer has room; hands it back if not.
+    pub fn try_send(&self, message: Prepared) -> Result<(), TrySendError> {
+        let shard = shard_of(message.site_id, &message.topic, self.senders.len());
+        self.metrics.pipeline_queue_depth.inc();
+        self.senders[shard].try_send(message).map_err(|error| {
+            self.metrics.pipeline_queue_depth.dec();
+            match error {
+                mpsc::error::TrySendError::Full(message) => TrySendError::Full(Box::new(message)),
+                mpsc::error::TrySendError::Closed(_) => TrySendError::Stopped,
+            }
+        })
+    }
+
     /// Waits while the queue is full: that back-pressure is what keeps the broker holding
     /// messages instead of this process when the database is slow or away.
     pub async fn send(&self, message: Prepared) -> Result<(), WriterStopped> {
