@@ -31,11 +31,16 @@ pub struct Name {
     text: Arc<str>,
 }
 
+/// One seed per process: equal text must give equal hashes in every map, and names come from
+/// devices, so the seed must not be one an attacker could know in advance.
+static NAME_HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
+    std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+
 impl Name {
     fn with_text(text: Arc<str>) -> Name {
         use std::hash::BuildHasher;
         Name {
-            hash: foldhash::fast::FixedState::default().hash_one(&*text),
+            hash: NAME_HASHER.hash_one(&*text),
             text,
         }
     }
