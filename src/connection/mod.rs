@@ -181,10 +181,11 @@ async fn run(
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let mut next = Some(publish);
                     let mut stopping = false;
-                    // Once per bunch: a reload of the parsers applies from the next one.
+                    // Once per bunch: a reload of the parsers applies from the next one, and
+                    // the bunch was read from the socket at one time.
                     let registry = state.parsers.current();
+                    let received_at = Utc::now();
                     while let Some(mut publish) = next.take() {
-                        let received_at = Utc::now();
                         received.inc();
                         // The acknowledgement needs only the packet id; topic and payload move on.
                         let topic = std::mem::take(&mut publish.topic);

@@ -66,7 +66,7 @@ impl Sample {
 pub fn tally(batch: &[Prepared], sample_bytes: usize, names: &mut Names) -> Vec<TopicTally> {
     // Per topic: how many, since when, and the latest message, which gives the rest.
     let mut tallies: foldhash::HashMap<(i32, &str), (i64, DateTime<Utc>, &Prepared)> =
-        foldhash::HashMap::default();
+        foldhash::HashMap::with_capacity_and_hasher(batch.len(), Default::default());
     for message in batch {
         let key = (message.site_id, message.topic.as_str());
         match tallies.get_mut(&key) {

@@ -368,8 +368,15 @@ fn fold(
     discover: bool,
     names: &mut Names,
 ) -> (DeviceState, ReadingRows) {
-    let mut state = DeviceState::default();
-    let mut readings = ReadingRows::default();
+    // Sized for the usual message (one datalogger, a few sensors): growing maps from empty
+    // rehashes them several times in every batch.
+    let mut state = DeviceState {
+        topics: HashMap::with_capacity_and_hasher(batch.len(), Default::default()),
+        gateways: HashMap::default(),
+        dataloggers: HashMap::with_capacity_and_hasher(batch.len(), Default::default()),
+        sensors: HashMap::with_capacity_and_hasher(batch.len() * 2, Default::default()),
+    };
+    let mut readings = ReadingRows::with_capacity(batch.len() * 2);
     if discover {
         for tally in tally(batch, sample_bytes, names) {
             state
@@ -699,7 +706,8 @@ pub async fn persist(
         &cache.sensor_ids,
     )
     .await?;
-    let mut sensor_ids = HashMap::default();
+    let mut sensor_ids =
+        HashMap::with_capacity_and_hasher(batch_state.sensors.len(), Default::default());
     for key in batch_state.sensors.keys() {
         let id = row_id(&new_sensor_ids, &cache.sensor_ids, key).ok_or_else(|| {
             DbErr::Custom(format!(
