@@ -453,16 +453,16 @@ fn reading_rows(
         .iter()
         .filter_map(|(key, ts, value)| Some((*sensor_ids.get(key)?, *ts, *value)))
         .collect();
-    // Stable, so of equal keys the later message stays last.
+    // Stable, so of equal keys the later message stays last; its value replaces the kept one.
     rows.sort_by_key(|(sensor_id, ts, _)| (*sensor_id, *ts));
-    let mut unique: Vec<(i32, DateTime<Utc>, f64)> = Vec::with_capacity(rows.len());
-    for row in rows {
-        match unique.last_mut() {
-            Some(last) if (last.0, last.1) == (row.0, row.1) => *last = row,
-            _ => unique.push(row),
+    rows.dedup_by(|later, kept| {
+        let same = (later.0, later.1) == (kept.0, kept.1);
+        if same {
+            kept.2 = later.2;
         }
-    }
-    unique
+        same
+    });
+    rows
 }
 
 /// The part of `state` that must be written now when no flush is due: devices and sensors never

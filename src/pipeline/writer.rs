@@ -36,11 +36,17 @@ pub enum TrySendError {
 }
 
 impl WriterHandle {
+    /// The queue of the writer that owns the message's topic.
+    fn queue_of(&self, message: &Prepared) -> &mpsc::Sender<Prepared> {
+        &self.senders[shard_of(message.site_id, &message.topic, self.senders.len())]
+    }
+
     /// Queues the message if its writer has room; hands it back if not.
     pub fn try_send(&self, message: Prepared) -> Result<(), TrySendError> {
-        let shard = shard_of(message.site_id, &message.topic, self.senders.len());
+        let queue = self.queue_of(&message);
+        // Counted as in `send`.
         self.metrics.pipeline_queue_depth.inc();
-        self.senders[shard].try_send(message).map_err(|error| {
+        queue.try_send(message).map_err(|error| {
             self.metrics.pipeline_queue_depth.dec();
             match error {
                 mpsc::error::TrySendError::Full(message) => TrySendError::Full(Box::new(message)),
@@ -52,11 +58,11 @@ impl WriterHandle {
     /// Waits while the queue is full: that back-pressure is what keeps the broker holding
     /// messages instead of this process when the database is slow or away.
     pub async fn send(&self, message: Prepared) -> Result<(), WriterStopped> {
-        let shard = shard_of(message.site_id, &message.topic, self.senders.len());
+        let queue = self.queue_of(&message);
         // Counted before it is queued and uncounted when a writer takes it, so the gauge covers
         // every writer's queue and never goes below zero.
         self.metrics.pipeline_queue_depth.inc();
-        self.senders[shard].send(message).await.map_err(|_| {
+        queue.send(message).await.map_err(|_| {
             self.metrics.pipeline_queue_depth.dec();
             WriterStopped
         })
