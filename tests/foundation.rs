@@ -281,7 +281,10 @@ async fn migrations_create_the_schema_and_every_entity_round_trips() {
 
     // Down and up again on the same database.
     // Every migration, newest first.
-    db::migrate_down(&connection, 2)
+    let every_migration =
+        u32::try_from(<migration::Migrator as migration::MigratorTrait>::migrations().len())
+            .expect("a few migrations");
+    db::migrate_down(&connection, every_migration)
         .await
         .expect("migrate down");
     assert!(
@@ -324,8 +327,13 @@ async fn migrate_command_applies_lists_and_rolls_back() {
         listing.contains("applied m20261124_000002_lean_readings"),
         "{listing}"
     );
+    assert!(
+        listing.contains("applied m20261125_000003_readings_without_time_index"),
+        "{listing}"
+    );
     // One step at a time, newest first.
     for (step, pending) in [
+        "m20261125_000003_readings_without_time_index",
         "m20261124_000002_lean_readings",
         "m20261124_000001_initial_schema",
     ]

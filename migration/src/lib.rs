@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial_schema;
 mod m20261124_000002_lean_readings;
+mod m20261125_000003_readings_without_time_index;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_initial_schema::Migration),
             Box::new(m20261124_000002_lean_readings::Migration),
+            Box::new(m20261125_000003_readings_without_time_index::Migration),
         ]
     }
 }

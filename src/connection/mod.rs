@@ -26,7 +26,7 @@ pub use backoff::reconnect_delay;
 pub use settings::{ConnectionSettings, SettingsError};
 pub use status::{ConnectionStatus, StatusReporter};
 
-use crate::pipeline::{prepare, Limits, SiteRoutes, TrySendError, WriterHandle};
+use crate::pipeline::{prepare, Limits, RouteCache, SiteRoutes, TrySendError, WriterHandle};
 use crate::state::AppState;
 use crate::telemetry::CONNECTION_TARGET;
 
@@ -130,6 +130,7 @@ async fn run(
     let mut connected = false;
     let mut subscribed: BTreeMap<String, u8> = BTreeMap::new();
     let mut current_routes = routes.borrow_and_update().clone();
+    let mut route_cache = RouteCache::default();
     let received = state.metrics.received_counter(site_id);
     report_invalid_patterns(site_id, &current_routes);
 
@@ -161,6 +162,7 @@ async fn run(
                     break;
                 }
                 current_routes = routes.borrow_and_update().clone();
+                route_cache.clear();
                 report_invalid_patterns(site_id, &current_routes);
                 if connected {
                     resubscribe(&client, site_id, &current_routes, &mut subscribed);
@@ -189,13 +191,14 @@ async fn run(
                         received.inc();
                         // The acknowledgement needs only the packet id; topic and payload move on.
                         let topic = std::mem::take(&mut publish.topic);
-                        let payload = Vec::from(std::mem::take(&mut publish.payload));
+                        let payload = std::mem::take(&mut publish.payload);
+                        let matched = route_cache.route(&current_routes.router, &topic);
                         let mut prepared = prepare(
                             site_id,
                             topic,
                             payload,
                             received_at,
-                            &current_routes,
+                            matched.as_deref(),
                             &registry,
                             &limits,
                         );

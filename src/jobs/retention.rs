@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    Statement,
+};
 
 use crate::entity::{discovered_topic, mqtt_connection_log, mqtt_parsing_log, sensor_reading};
 use crate::state::AppState;
@@ -20,15 +23,34 @@ pub fn retention_cutoff(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> 
     )
 }
 
+/// PostgreSQL has no index on `ts` alone (every stored reading would pay for it), so old rows are
+/// reached through the primary key, one sensor's range after another; readings never outlive
+/// their sensor there (a trigger deletes them with it).
+async fn delete_readings_before(
+    db: &DatabaseConnection,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM sensor_reading \
+             WHERE sensor_id = ANY(ARRAY(SELECT id FROM sensor)) AND ts < $1",
+            [cutoff.into()],
+        );
+        return Ok(db.execute_raw(statement).await?.rows_affected());
+    }
+    Ok(sensor_reading::Entity::delete_many()
+        .filter(sensor_reading::Column::Ts.lt(cutoff))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 pub async fn purge(state: &AppState) -> Result<String, DbErr> {
     let now = Utc::now();
     let mut readings = 0;
     if let Some(cutoff) = retention_cutoff(now, state.config.jobs.reading_retention_days) {
-        readings = sensor_reading::Entity::delete_many()
-            .filter(sensor_reading::Column::Ts.lt(cutoff))
-            .exec(&state.db)
-            .await?
-            .rows_affected;
+        readings = delete_readings_before(&state.db, cutoff).await?;
     }
     let mut logs = 0;
     let mut samples = 0;

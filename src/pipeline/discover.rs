@@ -108,7 +108,7 @@ mod tests {
             site_id,
             topic: topic.into(),
             received_at: at,
-            payload: payload.as_bytes().to_vec(),
+            payload: payload.as_bytes().to_vec().into(),
             route: None,
             outcome: Outcome::Unrouted,
             ack: None,

@@ -9,5 +9,5 @@ pub mod replay;
 pub mod route;
 pub mod writer;
 
-pub use prepare::{prepare, Limits, Outcome, Prepared, SiteRoutes};
+pub use prepare::{prepare, Limits, Outcome, Prepared, RouteCache, SiteRoutes};
 pub use writer::{spawn_writer, TrySendError, WriterHandle};

@@ -139,7 +139,6 @@ const CHUNK_ROWS: usize = 500;
 /// What the writer needs after the commit.
 #[derive(Debug, Default)]
 pub struct Committed {
-    pub sensor_ids: HashMap<SensorKey, i32>,
     pub new_topics: Vec<(i32, String)>,
 }
 
@@ -199,14 +198,7 @@ impl DeviceState {
 
     /// Folds `newer` in: counts add up, the latest sample, time and value win.
     fn merge(&mut self, newer: DeviceState) {
-        for (key, tally) in newer.topics {
-            match self.topics.get_mut(&key) {
-                Some(existing) => existing.absorb(tally),
-                None => {
-                    self.topics.insert(key, tally);
-                }
-            }
-        }
+        self.add_topics(newer.topics);
         for (key, row) in newer.gateways {
             self.add_gateway(key, row);
         }
@@ -216,6 +208,30 @@ impl DeviceState {
         for (key, row) in newer.sensors {
             self.add_sensor(key, row);
         }
+    }
+
+    /// Counts add up; the latest sample and time win.
+    fn add_topics(&mut self, topics: HashMap<(i32, Name), TopicTally>) {
+        for (key, tally) in topics {
+            match self.topics.get_mut(&key) {
+                Some(existing) => existing.absorb(tally),
+                None => {
+                    self.topics.insert(key, tally);
+                }
+            }
+        }
+    }
+
+    /// Drops the rows of deleted sites.
+    fn forget_sites(&mut self, sites: &HashSet<i32>) {
+        self.topics
+            .retain(|(site_id, _), _| !sites.contains(site_id));
+        self.gateways
+            .retain(|(site_id, _), _| !sites.contains(site_id));
+        self.dataloggers
+            .retain(|(site_id, _, _), _| !sites.contains(site_id));
+        self.sensors
+            .retain(|(site_id, _, _, _), _| !sites.contains(site_id));
     }
 
     /// The latest time wins; a status or metadata announcement overrides what was known.
@@ -322,6 +338,11 @@ impl WriteCache {
         &self.names
     }
 
+    /// Row ids of the sensors stored so far, those of the last committed batch included.
+    pub fn sensor_ids(&self) -> &HashMap<SensorKey, i32> {
+        &self.sensor_ids
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
@@ -359,27 +380,45 @@ impl WriteCache {
             .retain(|(site_id, _, _, _), _| !sites.contains(site_id));
         self.known_topics
             .retain(|(site_id, _)| !sites.contains(site_id));
+        self.pending.forget_sites(sites);
     }
 }
 
-fn fold(
-    batch: &[Prepared],
-    sample_bytes: usize,
-    discover: bool,
-    names: &mut Names,
-) -> (DeviceState, ReadingRows) {
-    // Sized for the usual message (one datalogger, a few sensors): growing maps from empty
-    // rehashes them several times in every batch.
-    let mut state = DeviceState {
+/// What folding a batch leaves for its transaction.
+#[derive(Debug, Default)]
+struct Folded {
+    /// The batch's topic counters. They join the pending ones only after the commit: a batch
+    /// whose transaction fails is folded again, and its counts must not add up twice.
+    topics: HashMap<(i32, Name), TopicTally>,
+    /// Latest-state rows that cannot wait for a flush: devices without a stored row (their
+    /// readings need its id) and gateways whose status or metadata this batch announces. They
+    /// are written with the batch and are not pending.
+    urgent: DeviceState,
+    readings: ReadingRows,
+}
+
+/// Folds a batch's latest state (last seen, latest values) of stored devices straight into the
+/// cache's pending rows, one map update per device and sensor. Folding the same batch again
+/// after a failed attempt changes nothing there: the newest time and value win whatever the
+/// order. What must be written with the batch (devices without a row, announced gateways) goes
+/// to `urgent` only: if the database refuses it, it must not stay pending and fail every flush.
+fn fold(batch: &[Prepared], sample_bytes: usize, discover: bool, cache: &mut WriteCache) -> Folded {
+    let WriteCache {
+        names,
+        pending,
+        gateway_ids,
+        datalogger_ids,
+        sensor_ids,
+        ..
+    } = cache;
+    let mut folded = Folded {
         topics: HashMap::with_capacity_and_hasher(batch.len(), Default::default()),
-        gateways: HashMap::default(),
-        dataloggers: HashMap::with_capacity_and_hasher(batch.len(), Default::default()),
-        sensors: HashMap::with_capacity_and_hasher(batch.len() * 2, Default::default()),
+        urgent: DeviceState::default(),
+        readings: ReadingRows::with_capacity(batch.len() * 2),
     };
-    let mut readings = ReadingRows::with_capacity(batch.len() * 2);
     if discover {
         for tally in tally(batch, sample_bytes, names) {
-            state
+            folded
                 .topics
                 .insert((tally.site_id, tally.topic.clone()), tally);
         }
@@ -390,33 +429,43 @@ fn fold(
         };
         let site_id = message.site_id;
         for record in &output.gateways {
-            state.add_gateway(
-                (site_id, names.intern(&record.identifier)),
-                GatewayRow {
-                    last_seen: message.received_at,
-                    is_online: record.online.unwrap_or(true),
-                    metadata: (!record.metadata.is_empty()).then(|| record.metadata.clone()),
-                    announced: record.online.is_some() || !record.metadata.is_empty(),
-                },
-            );
+            let key = (site_id, names.intern(&record.identifier));
+            let row = GatewayRow {
+                last_seen: message.received_at,
+                is_online: record.online.unwrap_or(true),
+                metadata: (!record.metadata.is_empty()).then(|| record.metadata.clone()),
+                announced: record.online.is_some() || !record.metadata.is_empty(),
+            };
+            if row.announced || !gateway_ids.contains_key(&key) {
+                folded.urgent.add_gateway(key, row);
+            } else {
+                pending.add_gateway(key, row);
+            }
         }
         for record in &output.dataloggers {
             let gateway = names.intern(&record.gateway);
             let datalogger = names.intern(&record.identifier);
             // Seen, not announced: changes nothing but the time of an announced row.
-            state.add_gateway(
-                (site_id, gateway.clone()),
-                GatewayRow {
-                    last_seen: message.received_at,
-                    is_online: true,
-                    metadata: None,
-                    announced: false,
-                },
-            );
-            state.add_datalogger(
-                (site_id, gateway.clone(), datalogger.clone()),
-                message.received_at,
-            );
+            let gateway_key = (site_id, gateway.clone());
+            let seen = GatewayRow {
+                last_seen: message.received_at,
+                is_online: true,
+                metadata: None,
+                announced: false,
+            };
+            if gateway_ids.contains_key(&gateway_key) {
+                pending.add_gateway(gateway_key, seen);
+            } else {
+                folded.urgent.add_gateway(gateway_key, seen);
+            }
+            let datalogger_key = (site_id, gateway.clone(), datalogger.clone());
+            if datalogger_ids.contains_key(&datalogger_key) {
+                pending.add_datalogger(datalogger_key, message.received_at);
+            } else {
+                folded
+                    .urgent
+                    .add_datalogger(datalogger_key, message.received_at);
+            }
             for value in &record.sensors {
                 let key: SensorKey = (
                     site_id,
@@ -424,19 +473,21 @@ fn fold(
                     datalogger.clone(),
                     names.intern(&value.name),
                 );
-                state.add_sensor(
-                    key.clone(),
-                    SensorRow {
-                        unit: value.unit.clone(),
-                        value: value.value,
-                        ts: record.ts,
-                    },
-                );
-                readings.push((key, record.ts, value.value));
+                let row = SensorRow {
+                    unit: value.unit.clone(),
+                    value: value.value,
+                    ts: record.ts,
+                };
+                if sensor_ids.contains_key(&key) {
+                    pending.add_sensor(key.clone(), row);
+                } else {
+                    folded.urgent.add_sensor(key.clone(), row);
+                }
+                folded.readings.push((key, record.ts, value.value));
             }
         }
     }
-    (state, readings)
+    folded
 }
 
 /// Readings in the order their messages came; `reading_rows` settles repeats.
@@ -446,13 +497,19 @@ type ReadingRows = Vec<(SensorKey, DateTime<Utc>, f64)>;
 /// the same key in one batch the later message wins. Key order, like every other multi-row
 /// write: concurrent writers never wait on each other in opposite orders.
 fn reading_rows(
-    readings: &ReadingRows,
-    sensor_ids: &HashMap<SensorKey, i32>,
-) -> Vec<(i32, DateTime<Utc>, f64)> {
-    let mut rows: Vec<(i32, DateTime<Utc>, f64)> = readings
-        .iter()
-        .filter_map(|(key, ts, value)| Some((*sensor_ids.get(key)?, *ts, *value)))
-        .collect();
+    readings: &[(SensorKey, DateTime<Utc>, f64)],
+    sensor_id: impl Fn(&SensorKey) -> Option<i32>,
+) -> Result<Vec<(i32, DateTime<Utc>, f64)>, DbErr> {
+    let mut rows = Vec::with_capacity(readings.len());
+    for (key, ts, value) in readings {
+        let id = sensor_id(key).ok_or_else(|| {
+            DbErr::Custom(format!(
+                "sensor {} of datalogger {} has no row",
+                key.3, key.2
+            ))
+        })?;
+        rows.push((id, *ts, *value));
+    }
     // Stable, so of equal keys the later message stays last; its value replaces the kept one.
     rows.sort_by_key(|(sensor_id, ts, _)| (*sensor_id, *ts));
     rows.dedup_by(|later, kept| {
@@ -462,33 +519,7 @@ fn reading_rows(
         }
         same
     });
-    rows
-}
-
-/// The part of `state` that must be written now when no flush is due: devices and sensors never
-/// stored before, and gateways whose status or metadata changed.
-fn urgent(state: &DeviceState, cache: &WriteCache) -> DeviceState {
-    DeviceState {
-        topics: HashMap::default(),
-        gateways: state
-            .gateways
-            .iter()
-            .filter(|(key, row)| row.announced || !cache.gateway_ids.contains_key(*key))
-            .map(|(key, row)| (key.clone(), row.clone()))
-            .collect(),
-        dataloggers: state
-            .dataloggers
-            .iter()
-            .filter(|(key, _)| !cache.datalogger_ids.contains_key(*key))
-            .map(|(key, row)| (key.clone(), *row))
-            .collect(),
-        sensors: state
-            .sensors
-            .iter()
-            .filter(|(key, _)| !cache.sensor_ids.contains_key(*key))
-            .map(|(key, row)| (key.clone(), row.clone()))
-            .collect(),
-    }
+    Ok(rows)
 }
 
 /// Adds the gateway of every datalogger and the datalogger of every sensor that is being written
@@ -632,24 +663,34 @@ pub async fn persist(
     force_flush: bool,
 ) -> Result<Committed, DbErr> {
     let started = std::time::Instant::now();
-    let (mut batch_state, mut readings) = fold(batch, sample_bytes, discover, &mut cache.names);
-    let has_new_topic = batch_state
-        .topics
-        .keys()
-        .any(|key| !cache.known_topics.contains(key));
+    // Before folding, so this batch's devices are known again (and written) if ids are dropped.
+    if cache.gateway_ids.len() + cache.datalogger_ids.len() + cache.sensor_ids.len() > CACHE_LIMIT
+        || cache.known_topics.len() > CACHE_LIMIT
+    {
+        cache.forget_ids();
+    }
+    let Folded {
+        topics,
+        urgent,
+        mut readings,
+    } = fold(batch, sample_bytes, discover, cache);
+    let has_new_topic = topics.keys().any(|key| !cache.known_topics.contains(key));
     let flush = force_flush || has_new_topic || cache.flush_due();
+    // The batch's topic counters, until they are part of what is written or pending.
+    let mut batch_topics = Some(topics);
     // What stays pending after this transaction if it commits.
     let mut remaining = DeviceState::default();
     let mut to_write = if flush {
         let mut everything = cache.pending.clone();
-        everything.merge(batch_state.clone());
+        everything.add_topics(batch_topics.take().unwrap_or_default());
         if force_flush {
+            everything.merge(urgent);
             // Everything goes out: a parent not in it has nowhere else to be found.
             add_missing_parents(&mut everything, &[], cache);
             everything
         } else {
             let mut chunk = everything.take(FLUSH_ROWS_PER_BATCH);
-            chunk.merge(urgent(&everything, cache));
+            chunk.merge(urgent);
             // New topics go out at once, so browsers hear of them at once.
             let new_topics: Vec<(i32, Name)> = everything
                 .topics
@@ -667,8 +708,8 @@ pub async fn persist(
             chunk
         }
     } else {
-        let mut urgent_rows = urgent(&batch_state, cache);
-        add_missing_parents(&mut urgent_rows, &[&batch_state, &cache.pending], cache);
+        let mut urgent_rows = urgent;
+        add_missing_parents(&mut urgent_rows, &[&cache.pending], cache);
         urgent_rows
     };
 
@@ -678,9 +719,6 @@ pub async fn persist(
     let deleted_sites =
         drop_rows_of_deleted_sites(&transaction, batch, &mut to_write, &mut remaining).await?;
     if !deleted_sites.is_empty() {
-        batch_state
-            .sensors
-            .retain(|(site_id, _, _, _), _| !deleted_sites.contains(site_id));
         readings.retain(|((site_id, _, _, _), _, _)| !deleted_sites.contains(site_id));
         tracing::info!(target: PARSING_TARGET, sites = ?deleted_sites, "dropping messages of deleted sites");
     }
@@ -706,30 +744,17 @@ pub async fn persist(
         &cache.sensor_ids,
     )
     .await?;
-    let mut sensor_ids =
-        HashMap::with_capacity_and_hasher(batch_state.sensors.len(), Default::default());
-    for key in batch_state.sensors.keys() {
-        let id = row_id(&new_sensor_ids, &cache.sensor_ids, key).ok_or_else(|| {
-            DbErr::Custom(format!(
-                "sensor {} of datalogger {} has no row",
-                key.3, key.2
-            ))
-        })?;
-        sensor_ids.insert(key.clone(), id);
-    }
+    let rows = reading_rows(&readings, |key| {
+        row_id(&new_sensor_ids, &cache.sensor_ids, key)
+    })?;
     let skip_duplicates = cache.expecting_duplicates();
-    insert_readings(&transaction, &readings, &sensor_ids, skip_duplicates).await?;
+    insert_readings(&transaction, rows, skip_duplicates).await?;
     insert_parsing_logs(&transaction, batch, &deleted_sites).await?;
     transaction.commit().await?;
 
     // Only now, with the rows durable, may the cache believe in them.
     if !deleted_sites.is_empty() {
         cache.forget_sites(&deleted_sites);
-    }
-    if cache.gateway_ids.len() + cache.datalogger_ids.len() + cache.sensor_ids.len() > CACHE_LIMIT
-        || cache.known_topics.len() > CACHE_LIMIT
-    {
-        cache.forget_ids();
     }
     cache.gateway_ids.extend(gateway_ids);
     cache.datalogger_ids.extend(datalogger_ids);
@@ -741,8 +766,9 @@ pub async fn persist(
             cache.last_flush = std::time::Instant::now();
         }
         cache.pending = remaining;
-    } else {
-        cache.pending.merge(batch_state);
+    }
+    if let Some(topics) = batch_topics {
+        cache.pending.add_topics(topics);
     }
     tracing::debug!(
         messages = batch.len(),
@@ -750,10 +776,7 @@ pub async fn persist(
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "batch stored"
     );
-    Ok(Committed {
-        sensor_ids,
-        new_topics,
-    })
+    Ok(Committed { new_topics })
 }
 
 async fn upsert_discovered<C: ConnectionTrait>(
@@ -1086,16 +1109,16 @@ pub fn is_duplicate_reading(error: &DbErr) -> bool {
     )
 }
 
+/// `rows` as `reading_rows` gives them: (sensor row id, time, value), one per key, in key order.
 async fn insert_readings<C: ConnectionTrait>(
     db: &C,
-    readings: &ReadingRows,
-    sensor_ids: &HashMap<SensorKey, i32>,
+    rows: Vec<(i32, DateTime<Utc>, f64)>,
     skip_duplicates: bool,
 ) -> Result<(), DbErr> {
     if db.get_database_backend() == DbBackend::Postgres {
-        return insert_readings_postgres(db, readings, sensor_ids, skip_duplicates).await;
+        return insert_readings_postgres(db, rows, skip_duplicates).await;
     }
-    let rows: Vec<sensor_reading::ActiveModel> = reading_rows(readings, sensor_ids)
+    let rows: Vec<sensor_reading::ActiveModel> = rows
         .into_iter()
         .map(|(sensor_id, ts, value)| sensor_reading::ActiveModel {
             sensor_id: Set(sensor_id),
@@ -1124,11 +1147,9 @@ async fn insert_readings<C: ConnectionTrait>(
 /// transaction, and the writer stores the batch again with `skip_duplicates`.
 async fn insert_readings_postgres<C: ConnectionTrait>(
     db: &C,
-    readings: &ReadingRows,
-    sensor_ids: &HashMap<SensorKey, i32>,
+    rows: Vec<(i32, DateTime<Utc>, f64)>,
     skip_duplicates: bool,
 ) -> Result<(), DbErr> {
-    let rows = reading_rows(readings, sensor_ids);
     let mut ids = Vec::with_capacity(rows.len());
     let mut times = Vec::with_capacity(rows.len());
     let mut values = Vec::with_capacity(rows.len());
@@ -1175,7 +1196,7 @@ async fn insert_parsing_logs<C: ConnectionTrait>(
                 topic: Set(message.topic.clone()),
                 parser: Set(message.parser().map(str::to_string)),
                 error: Set(error.clone()),
-                payload: Set(message.payload.clone()),
+                payload: Set(message.payload.to_vec()),
                 received_at: Set(message.received_at),
                 created_at: Set(now),
                 replayed_at: Set(None),
@@ -1203,7 +1224,7 @@ mod tests {
             site_id,
             topic: format!("t/{datalogger}"),
             received_at: at,
-            payload: b"{}".to_vec(),
+            payload: bytes::Bytes::from_static(b"{}"),
             route: Some((1, "datalogger_readings_v1".into())),
             outcome: Outcome::Parsed(ParseOutput {
                 gateways: Vec::new(),
@@ -1239,6 +1260,28 @@ mod tests {
         assert_eq!(&*names.intern("dl-2"), "dl-2");
     }
 
+    fn cache() -> WriteCache {
+        WriteCache::new(std::time::Duration::from_secs(1))
+    }
+
+    /// A cache that knows the rows of gateway "gw", datalogger "dl" and its "temperature" sensor
+    /// on `sites`.
+    fn cache_knowing(sites: &[i32]) -> WriteCache {
+        let mut cache = cache();
+        for (index, site_id) in sites.iter().copied().enumerate() {
+            let id = i32::try_from(index).expect("few sites");
+            cache.gateway_ids.insert((site_id, "gw".into()), id);
+            cache
+                .datalogger_ids
+                .insert((site_id, "gw".into(), "dl".into()), id);
+            cache.sensor_ids.insert(
+                (site_id, "gw".into(), "dl".into(), "temperature".into()),
+                id,
+            );
+        }
+        cache
+    }
+
     #[test]
     fn folding_keeps_the_latest_value_and_every_reading() {
         let start = Utc::now();
@@ -1246,14 +1289,35 @@ mod tests {
             reading(1, "dl", 2.0, start + Duration::seconds(1)),
             reading(1, "dl", 1.0, start),
         ];
-        let (state, readings) = fold(&batch, 64, true, &mut Names::default());
-        assert_eq!(readings.len(), 2);
+        let mut cache = cache_knowing(&[1]);
+        let folded = fold(&batch, 64, true, &mut cache);
+        assert_eq!(folded.readings.len(), 2);
         let key: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
         assert_eq!(
-            state.sensors[&key].value, 2.0,
+            cache.pending.sensors[&key].value, 2.0,
             "the later timestamp wins, not the later message"
         );
-        assert_eq!(state.topics[&(1, Name::from("t/dl"))].count, 2);
+        assert_eq!(folded.topics[&(1, Name::from("t/dl"))].count, 2);
+        assert!(
+            cache.pending.topics.is_empty(),
+            "topic counts join the pending ones after the commit"
+        );
+    }
+
+    #[test]
+    fn folding_a_batch_again_leaves_the_latest_state_as_it_was() {
+        let start = Utc::now();
+        let batch = vec![
+            reading(1, "dl", 2.0, start + Duration::seconds(1)),
+            reading(1, "dl", 1.0, start),
+        ];
+        let mut cache = cache_knowing(&[1]);
+        fold(&batch, 64, true, &mut cache);
+        assert!(!cache.pending.sensors.is_empty());
+        let once = format!("{:?}", cache.pending);
+        let again = fold(&batch, 64, true, &mut cache);
+        assert_eq!(format!("{:?}", cache.pending), once);
+        assert_eq!(again.topics[&(1, Name::from("t/dl"))].count, 2);
     }
 
     #[test]
@@ -1269,8 +1333,13 @@ mod tests {
         ];
         let sensor_ids: HashMap<SensorKey, i32> =
             [(key("a"), 7), (key("b"), 3)].into_iter().collect();
+        let sensor_id = |key: &SensorKey| sensor_ids.get(key).copied();
+        assert!(
+            reading_rows(&readings, sensor_id).is_err(),
+            "a reading of a sensor without a row is an error, not lost in silence"
+        );
         assert_eq!(
-            reading_rows(&readings, &sensor_ids),
+            reading_rows(&readings[..4], sensor_id).expect("every sensor has a row"),
             vec![
                 (3, start, 4.0),
                 (7, start, 3.0),
@@ -1282,19 +1351,20 @@ mod tests {
     #[test]
     fn merging_adds_counts_and_keeps_the_newest_state() {
         let start = Utc::now();
-        let (mut earlier, _) = fold(
-            &[reading(1, "dl", 1.0, start)],
-            64,
-            true,
-            &mut Names::default(),
-        );
-        let (later, _) = fold(
+        let mut earlier = cache_knowing(&[1]);
+        let earlier_topics = fold(&[reading(1, "dl", 1.0, start)], 64, true, &mut earlier).topics;
+        earlier.pending.add_topics(earlier_topics);
+        let mut later = cache_knowing(&[1]);
+        let later_topics = fold(
             &[reading(1, "dl", 5.0, start + Duration::seconds(2))],
             64,
             true,
-            &mut Names::default(),
-        );
-        earlier.merge(later);
+            &mut later,
+        )
+        .topics;
+        later.pending.add_topics(later_topics);
+        let mut earlier = earlier.pending;
+        earlier.merge(later.pending);
         let key: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
         assert_eq!(earlier.sensors[&key].value, 5.0);
         assert_eq!(earlier.topics[&(1, Name::from("t/dl"))].count, 2);
@@ -1310,7 +1380,9 @@ mod tests {
         let batch: Vec<Prepared> = (0..600)
             .map(|index| reading(1, &format!("dl-{index:03}"), index as f64, start))
             .collect();
-        let (mut state, _) = fold(&batch, 64, true, &mut Names::default());
+        let folded = fold(&batch, 64, true, &mut cache());
+        let mut state = folded.urgent;
+        state.add_topics(folded.topics);
         let first = state.take(250);
         assert_eq!(first.sensors.len(), 250);
         assert_eq!(first.topics.len(), 250);
@@ -1328,14 +1400,13 @@ mod tests {
     #[test]
     fn only_new_devices_and_announced_gateways_are_urgent() {
         let start = Utc::now();
-        let mut cache = WriteCache::new(std::time::Duration::from_secs(1));
-        let (state, _) = fold(
-            &[reading(1, "dl", 1.0, start)],
-            64,
-            true,
-            &mut Names::default(),
+        let mut cache = cache();
+        let everything_new = fold(&[reading(1, "dl", 1.0, start)], 64, true, &mut cache).urgent;
+        assert!(
+            cache.pending.is_empty(),
+            "rows written with the batch are not pending: if the database refuses them, they \
+             must not fail every later flush"
         );
-        let everything_new = urgent(&state, &cache);
         assert_eq!(everything_new.sensors.len(), 1);
         assert_eq!(everything_new.dataloggers.len(), 1);
         assert_eq!(everything_new.gateways.len(), 1);
@@ -1351,7 +1422,9 @@ mod tests {
         cache
             .sensor_ids
             .insert((1, "gw".into(), "dl".into(), "temperature".into()), 30);
-        assert!(urgent(&state, &cache).is_empty());
+        let known = fold(&[reading(1, "dl", 2.0, start)], 64, true, &mut cache);
+        assert!(known.urgent.is_empty());
+        assert_eq!(known.readings.len(), 1);
 
         let mut status = reading(1, "dl", 1.0, start);
         if let Outcome::Parsed(output) = &mut status.outcome {
@@ -1362,13 +1435,27 @@ mod tests {
                 ts: start,
             });
         }
-        let (state, _) = fold(&[status], 64, true, &mut Names::default());
-        let announced = urgent(&state, &cache);
+        let announced = fold(&[status], 64, true, &mut cache).urgent;
         assert_eq!(
             announced.gateways.len(),
             1,
             "a status change is written at once"
         );
         assert!(!announced.gateways[&(1, Name::from("gw"))].is_online);
+        assert!(announced.sensors.is_empty() && announced.dataloggers.is_empty());
+    }
+
+    #[test]
+    fn a_deleted_site_leaves_nothing_pending() {
+        let start = Utc::now();
+        let mut cache = cache_knowing(&[1, 2]);
+        fold(&[reading(1, "dl", 1.0, start)], 64, true, &mut cache);
+        fold(&[reading(2, "dl", 1.0, start)], 64, true, &mut cache);
+        assert_eq!(cache.pending.sensors.len(), 2);
+        cache.forget_sites(&[1].into_iter().collect());
+        assert_eq!(cache.pending.sensors.len(), 1);
+        assert_eq!(cache.pending.dataloggers.len(), 1);
+        assert_eq!(cache.pending.gateways.len(), 1);
+        assert!(cache.pending.sensors.keys().all(|key| key.0 == 2));
     }
 }

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::route::{Route, Router, TopicPattern};
+use super::route::{Route, RouteMatch, Router, TopicPattern};
 use crate::connection::Ack;
 use crate::parsers::{decode_payload, BytesInput, ParseInput, ParseOutput, Registry};
 use crate::supervisor::TopicSpec;
@@ -52,6 +53,43 @@ impl SiteRoutes {
     }
 }
 
+/// Topics remembered by a `RouteCache`, and the bytes of their names, before it starts afresh:
+/// a flood of unique topics must not grow it without end.
+const ROUTE_CACHE_TOPICS: usize = 4096;
+const ROUTE_CACHE_BYTES: usize = 1 << 20;
+
+/// Route matches of recent topics. Devices publish to the same topics over and over, so a topic
+/// is matched against the trie (and its captures copied out) once, and then found with one hash
+/// lookup. Belongs to one `Router`: clear it when the routes change.
+#[derive(Debug, Default)]
+pub struct RouteCache {
+    matches: foldhash::HashMap<Box<str>, Option<Arc<RouteMatch>>>,
+    topic_bytes: usize,
+}
+
+impl RouteCache {
+    /// The best route for `topic`, as `router.route` finds it.
+    pub fn route(&mut self, router: &Router, topic: &str) -> Option<Arc<RouteMatch>> {
+        if let Some(known) = self.matches.get(topic) {
+            return known.clone();
+        }
+        let matched = router.route(topic).map(Arc::new);
+        if self.matches.len() >= ROUTE_CACHE_TOPICS
+            || self.topic_bytes + topic.len() > ROUTE_CACHE_BYTES
+        {
+            self.clear();
+        }
+        self.topic_bytes += topic.len();
+        self.matches.insert(topic.into(), matched.clone());
+        matched
+    }
+
+    pub fn clear(&mut self) {
+        self.matches.clear();
+        self.topic_bytes = 0;
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_payload_bytes: usize,
@@ -75,7 +113,9 @@ pub struct Prepared {
     pub site_id: i32,
     pub topic: String,
     pub received_at: DateTime<Utc>,
-    pub payload: Vec<u8>,
+    /// The bytes as the client read them (shared, not copied); a copy is made only for the
+    /// parsing log.
+    pub payload: Bytes,
     /// The matched pattern's id and parser.
     pub route: Option<(i32, Arc<str>)>,
     pub outcome: Outcome,
@@ -92,16 +132,16 @@ impl Prepared {
     }
 }
 
+/// `matched` is the topic's route, from `Router::route` or a `RouteCache`.
 pub fn prepare(
     site_id: i32,
     topic: String,
-    payload: Vec<u8>,
+    payload: Bytes,
     received_at: DateTime<Utc>,
-    routes: &SiteRoutes,
+    matched: Option<&RouteMatch>,
     registry: &Arc<Registry>,
     limits: &Limits,
 ) -> Prepared {
-    let matched = routes.router.route(&topic);
     let (route, outcome) = match matched {
         None => (None, Outcome::Unrouted),
         Some(matched) => {
@@ -114,7 +154,7 @@ pub fn prepare(
                 received_at,
                 limits.max_payload_bytes,
             );
-            (Some((matched.topic_id, matched.parser)), outcome)
+            (Some((matched.topic_id, matched.parser.clone())), outcome)
         }
     };
     Prepared {
@@ -195,6 +235,18 @@ mod tests {
         sample_bytes: 16,
     };
 
+    fn prepared(routes: &SiteRoutes, topic: &str, payload: Vec<u8>) -> Prepared {
+        prepare(
+            1,
+            topic.into(),
+            payload.into(),
+            Utc::now(),
+            routes.router.route(topic).as_ref(),
+            &Arc::new(Registry::builtin()),
+            &LIMITS,
+        )
+    }
+
     #[test]
     fn routed_payload_is_parsed() {
         let routes = SiteRoutes::build(&[spec(
@@ -202,15 +254,10 @@ mod tests {
             "bfg/gateway/{gateway}/datalogger/{datalogger}",
             "datalogger_readings_v1",
         )]);
-        let registry = Arc::new(Registry::builtin());
-        let prepared = prepare(
-            1,
-            "bfg/gateway/gw1/datalogger/dl1".into(),
-            br#"{"sensors":[{"name":"t","value":1.5,"unit":"C"}]}"#.to_vec(),
-            Utc::now(),
+        let prepared = prepared(
             &routes,
-            &registry,
-            &LIMITS,
+            "bfg/gateway/gw1/datalogger/dl1",
+            br#"{"sensors":[{"name":"t","value":1.5,"unit":"C"}]}"#.to_vec(),
         );
         assert_eq!(prepared.route, Some((1, "datalogger_readings_v1".into())));
         let Outcome::Parsed(output) = prepared.outcome else {
@@ -223,16 +270,7 @@ mod tests {
     #[test]
     fn unmatched_topic_is_only_discovered() {
         let routes = SiteRoutes::build(&[spec(1, "a/#", "flat_telemetry")]);
-        let registry = Arc::new(Registry::builtin());
-        let prepared = prepare(
-            1,
-            "b/c".into(),
-            b"{}".to_vec(),
-            Utc::now(),
-            &routes,
-            &registry,
-            &LIMITS,
-        );
+        let prepared = prepared(&routes, "b/c", b"{}".to_vec());
         assert!(matches!(prepared.outcome, Outcome::Unrouted));
         assert!(!prepared.is_processable());
     }
@@ -240,48 +278,22 @@ mod tests {
     #[test]
     fn bad_payload_fails_with_reason() {
         let routes = SiteRoutes::build(&[spec(1, "a/{datalogger}", "flat_telemetry")]);
-        let registry = Arc::new(Registry::builtin());
         for payload in [&b""[..], b"\xff\xfe", b"not json", b"[1,2]"] {
-            let prepared = prepare(
-                1,
-                "a/x".into(),
-                payload.to_vec(),
-                Utc::now(),
-                &routes,
-                &registry,
-                &LIMITS,
-            );
+            let prepared = prepared(&routes, "a/x", payload.to_vec());
             assert!(
                 matches!(prepared.outcome, Outcome::Failed { .. }),
                 "{payload:?}"
             );
         }
         let huge = vec![b' '; 2048];
-        let prepared = prepare(
-            1,
-            "a/x".into(),
-            huge,
-            Utc::now(),
-            &routes,
-            &registry,
-            &LIMITS,
-        );
+        let prepared = prepared(&routes, "a/x", huge);
         assert!(matches!(prepared.outcome, Outcome::Failed { .. }));
     }
 
     #[test]
     fn unknown_parser_is_a_failure_not_a_panic() {
         let routes = SiteRoutes::build(&[spec(1, "a/#", "gone_v9")]);
-        let registry = Arc::new(Registry::builtin());
-        let prepared = prepare(
-            1,
-            "a/x".into(),
-            b"{}".to_vec(),
-            Utc::now(),
-            &routes,
-            &registry,
-            &LIMITS,
-        );
+        let prepared = prepared(&routes, "a/x", b"{}".to_vec());
         match prepared.outcome {
             Outcome::Failed { error } => assert!(error.contains("gone_v9")),
             other => panic!("{other:?}"),
@@ -306,5 +318,44 @@ mod tests {
         let routes = SiteRoutes::build(&[inactive]);
         assert_eq!(routes.filters, vec![("a/#".to_string(), 1)]);
         assert!(routes.router.route("a/b").is_none());
+    }
+
+    #[test]
+    fn the_route_cache_answers_as_the_router_does() {
+        let routes = SiteRoutes::build(&[
+            spec(1, "a/{gateway}/+", "flat_telemetry"),
+            spec(2, "a/x/#", "flat_telemetry"),
+        ]);
+        let mut cache = RouteCache::default();
+        for topic in ["a/g/1", "a/x/1", "a/x/1/2", "b/c", "a/g/1", "b/c", "$SYS/a"] {
+            let expected = routes.router.route(topic);
+            assert_eq!(
+                cache.route(&routes.router, topic).as_deref(),
+                expected.as_ref()
+            );
+            // The second answer comes from the cache.
+            assert_eq!(
+                cache.route(&routes.router, topic).as_deref(),
+                expected.as_ref()
+            );
+        }
+        assert_eq!(cache.matches.len(), 5);
+    }
+
+    #[test]
+    fn the_route_cache_starts_afresh_when_full() {
+        let routes = SiteRoutes::build(&[spec(1, "a/{x}", "flat_telemetry")]);
+        let mut cache = RouteCache::default();
+        for n in 0..ROUTE_CACHE_TOPICS + 10 {
+            let topic = format!("a/{n}");
+            let matched = cache.route(&routes.router, &topic).expect("matches");
+            assert_eq!(matched.captures["x"], n.to_string());
+        }
+        assert_eq!(cache.matches.len(), 10);
+        let long = format!("a/{}", "x".repeat(ROUTE_CACHE_BYTES / 2));
+        cache.route(&routes.router, &long);
+        cache.route(&routes.router, &format!("{long}y"));
+        assert!(cache.topic_bytes <= ROUTE_CACHE_BYTES);
+        assert_eq!(cache.matches.len(), 1);
     }
 }

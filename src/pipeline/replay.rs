@@ -52,9 +52,9 @@ pub async fn replay(
     let prepared = prepare(
         log.site_id,
         log.topic.clone(),
-        log.payload.clone(),
+        log.payload.clone().into(),
         log.received_at,
-        &routes,
+        routes.router.route(&log.topic).as_ref(),
         &state.parsers.current(),
         &limits,
     );
@@ -86,7 +86,7 @@ pub async fn replay(
     let mut cache = WriteCache::new(std::time::Duration::ZERO);
     // A replayed payload may carry readings stored when it first arrived.
     cache.expect_duplicates(std::time::Duration::from_secs(60));
-    let committed = persist(
+    persist(
         &state.db,
         &batch,
         limits.sample_bytes,
@@ -98,7 +98,7 @@ pub async fn replay(
     let mut row = log.into_active_model();
     row.replayed_at = Set(Some(Utc::now()));
     row.update(&state.db).await?;
-    for event in events(&batch, &committed.sensor_ids, cache.names(), &[]) {
+    for event in events(&batch, cache.sensor_ids(), cache.names(), &[]) {
         state.hub.send(&event);
     }
     Ok(ReplayOutcome {

@@ -354,7 +354,7 @@ async fn finish(
     let batch_events = if state.hub.client_count() > 0 {
         events(
             batch,
-            &committed.sensor_ids,
+            memory.cache.sensor_ids(),
             memory.cache.names(),
             &committed.new_topics,
         )
