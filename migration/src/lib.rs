@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_initial_schema;
 mod m20261124_000002_lean_readings;
 mod m20261125_000003_readings_without_time_index;
+mod postgres_only;
 
 pub struct Migrator;
 

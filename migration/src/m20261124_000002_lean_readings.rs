@@ -10,7 +10,8 @@
 //! SQLite keeps the foreign key and the b-tree: it has one writer and its checks are cheap.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+
+use crate::postgres_only::run;
 
 pub struct Migration;
 
@@ -48,17 +49,6 @@ const DOWN: &[&str] = &[
     "DROP INDEX IF EXISTS idx_sensor_reading_ts",
     "CREATE INDEX IF NOT EXISTS idx_sensor_reading_ts ON sensor_reading (ts)",
 ];
-
-async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    for statement in statements {
-        db.execute_unprepared(statement).await?;
-    }
-    Ok(())
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

@@ -9,7 +9,8 @@
 //! SQLite keeps its b-tree on `ts`: it has one writer and retention deletes by time there.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+
+use crate::postgres_only::run;
 
 pub struct Migration;
 
@@ -19,18 +20,9 @@ impl MigrationName for Migration {
     }
 }
 
-const UP: &str = "DROP INDEX IF EXISTS idx_sensor_reading_ts";
-const DOWN: &str =
-    "CREATE INDEX IF NOT EXISTS idx_sensor_reading_ts ON sensor_reading USING brin (ts)";
-
-async fn run(manager: &SchemaManager<'_>, statement: &str) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    db.execute_unprepared(statement).await?;
-    Ok(())
-}
+const UP: &[&str] = &["DROP INDEX IF EXISTS idx_sensor_reading_ts"];
+const DOWN: &[&str] =
+    &["CREATE INDEX IF NOT EXISTS idx_sensor_reading_ts ON sensor_reading USING brin (ts)"];
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
