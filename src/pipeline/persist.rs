@@ -594,6 +594,8 @@ async fn drop_rows_of_deleted_sites<C: ConnectionTrait>(
         .map(|(site_id, _)| *site_id)
         .collect();
     sites.extend(to_write.gateways.keys().map(|(site_id, _)| *site_id));
+    sites.extend(to_write.dataloggers.keys().map(|(site_id, _, _)| *site_id));
+    sites.extend(to_write.sensors.keys().map(|(site_id, _, _, _)| *site_id));
     sites.extend(batch.iter().map(|message| message.site_id));
     if sites.is_empty() {
         return Ok(HashSet::new());
@@ -610,20 +612,9 @@ async fn drop_rows_of_deleted_sites<C: ConnectionTrait>(
         .collect();
     let deleted: HashSet<i32> = sites.difference(&existing).copied().collect();
     if !deleted.is_empty() {
-        for state in [&mut *to_write, &mut *remaining] {
-            state
-                .topics
-                .retain(|(site_id, _), _| existing.contains(site_id));
-            state
-                .gateways
-                .retain(|(site_id, _), _| existing.contains(site_id));
-            state
-                .dataloggers
-                .retain(|(site_id, _, _), _| existing.contains(site_id));
-            state
-                .sensors
-                .retain(|(site_id, _, _, _), _| existing.contains(site_id));
-        }
+        // Only the sites found deleted: rows of sites this batch did not ask about stay.
+        to_write.forget_sites(&deleted);
+        remaining.forget_sites(&deleted);
     }
     let patterns: HashSet<i32> = to_write
         .topics
