@@ -157,7 +157,10 @@ impl Parser for DataloggerReadingsV1 {
     }
 
     fn parse_fast(&self, input: &BytesInput<'_>) -> Option<ParseOutput> {
-        let payload: FastPayload<'_> = serde_json::from_slice(input.payload).ok()?;
+        // One pass over the whole payload checks its UTF-8; serde_json reading a `str` then skips
+        // the check it would otherwise make once per string (a tenth of this function's cost).
+        let text = std::str::from_utf8(input.payload).ok()?;
+        let payload: FastPayload<'_> = serde_json::from_str(text).ok()?;
         // Each check below is at least as strict as the schema's rule and `parse`'s, so whatever
         // passes would pass there too; a borderline value is left to the full path.
         let identifier = |from_payload: Option<&str>, name: &str| match from_payload {

@@ -7,6 +7,7 @@ pub mod persist;
 pub mod prepare;
 pub mod replay;
 pub mod route;
+pub mod transaction;
 pub mod writer;
 
 pub use prepare::{prepare, Limits, Outcome, Prepared, RouteCache, SiteRoutes};

@@ -9,12 +9,14 @@ use foldhash::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, LockType, OnConflict};
+use sea_orm::sqlx;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, Set, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Set,
 };
 
 use super::discover::{tally, TopicTally};
+use super::transaction::{execution_error, BatchTransaction};
 use super::{Outcome, Prepared};
 use crate::entity::{
     datalogger, discovered_topic, gateway, mqtt_parsing_log, mqtt_topic, sensor, sensor_reading,
@@ -704,7 +706,7 @@ pub async fn persist(
         urgent_rows
     };
 
-    let transaction = db.begin().await?;
+    let transaction = BatchTransaction::begin(db).await?;
     // Messages of a site deleted meanwhile have nowhere to go: they are acknowledged unstored.
     // One small query per batch; readings have no per-row foreign key check on PostgreSQL.
     let deleted_sites =
@@ -1101,13 +1103,13 @@ pub fn is_duplicate_reading(error: &DbErr) -> bool {
 }
 
 /// `rows` as `reading_rows` gives them: (sensor row id, time, value), one per key, in key order.
-async fn insert_readings<C: ConnectionTrait>(
-    db: &C,
+async fn insert_readings(
+    transaction: &BatchTransaction,
     rows: Vec<(i32, DateTime<Utc>, f64)>,
     skip_duplicates: bool,
 ) -> Result<(), DbErr> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        return insert_readings_postgres(db, rows, skip_duplicates).await;
+    if let Some(postgres) = transaction.postgres() {
+        return insert_readings_postgres(postgres, rows, skip_duplicates).await;
     }
     let rows: Vec<sensor_reading::ActiveModel> = rows
         .into_iter()
@@ -1124,23 +1126,26 @@ async fn insert_readings<C: ConnectionTrait>(
                     .do_nothing()
                     .to_owned(),
             )
-            .exec_without_returning(db)
+            .exec_without_returning(transaction)
             .await?;
     }
     Ok(())
 }
 
-/// PostgreSQL takes the whole batch as three arrays: one small prepared statement whatever the
-/// batch size, instead of three bind parameters per row.
+/// PostgreSQL takes the whole batch as three arrays, bound straight through sqlx: one small
+/// prepared statement whatever the batch size, instead of three bind parameters per row.
 ///
 /// A plain insert costs PostgreSQL about half of one with `ON CONFLICT DO NOTHING`, and readings
 /// are almost never stored twice, so the plain one is tried first: a duplicate fails the
 /// transaction, and the writer stores the batch again with `skip_duplicates`.
-async fn insert_readings_postgres<C: ConnectionTrait>(
-    db: &C,
+async fn insert_readings_postgres(
+    transaction: &tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Postgres>>,
     rows: Vec<(i32, DateTime<Utc>, f64)>,
     skip_duplicates: bool,
 ) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let mut ids = Vec::with_capacity(rows.len());
     let mut times = Vec::with_capacity(rows.len());
     let mut values = Vec::with_capacity(rows.len());
@@ -1148,9 +1153,6 @@ async fn insert_readings_postgres<C: ConnectionTrait>(
         ids.push(sensor_id);
         times.push(ts);
         values.push(value);
-    }
-    if ids.is_empty() {
-        return Ok(());
     }
     // `unnest` in the select list streams the rows; `FROM UNNEST(a, b, c)` first copies each
     // array into a tuple store of its own. The arrays always have the same length, so the
@@ -1163,12 +1165,14 @@ async fn insert_readings_postgres<C: ConnectionTrait>(
         "INSERT INTO sensor_reading (sensor_id, ts, value) \
          SELECT unnest($1::int4[]), unnest($2::timestamptz[]), unnest($3::float8[])"
     };
-    let statement = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        [ids.into(), times.into(), values.into()],
-    );
-    db.execute_raw(statement).await?;
+    let mut connection = transaction.lock().await;
+    sqlx::query(sql)
+        .bind(ids)
+        .bind(times)
+        .bind(values)
+        .execute(&mut **connection)
+        .await
+        .map_err(execution_error)?;
     Ok(())
 }
 
