@@ -4,6 +4,7 @@
 pub mod discover;
 pub mod notify;
 pub mod persist;
+pub mod postgres_arrays;
 pub mod prepare;
 pub mod replay;
 pub mod route;

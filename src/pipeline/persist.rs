@@ -16,6 +16,7 @@ use sea_orm::{
 };
 
 use super::discover::{tally, TopicTally};
+use super::postgres_arrays::PostgresArray;
 use super::transaction::{execution_error, BatchTransaction};
 use super::{Outcome, Prepared};
 use crate::entity::{
@@ -1167,9 +1168,9 @@ async fn insert_readings_postgres(
     };
     let mut connection = transaction.lock().await;
     sqlx::query(sql)
-        .bind(ids)
-        .bind(times)
-        .bind(values)
+        .bind(PostgresArray(&ids))
+        .bind(PostgresArray(&times))
+        .bind(PostgresArray(&values))
         .execute(&mut **connection)
         .await
         .map_err(execution_error)?;
