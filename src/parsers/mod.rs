@@ -5,6 +5,7 @@ mod datalogger_readings_v1;
 mod declarative;
 mod flat_telemetry;
 mod gateway_status_v1;
+mod plain_json;
 
 pub use datalogger_readings_v1::DataloggerReadingsV1;
 pub use declarative::DeclarativeParser;
