@@ -460,3 +460,84 @@ async fn deleting_a_site_mid_stream_does_not_stop_another_sites_ingestion() {
     let sensors = sensor::Entity::find().all(&db).await.expect("read");
     assert!(sensors.iter().all(|row| row.name == "level"));
 }
+
+/// The latest state a flush writes for devices already stored follows the same rules as the
+/// first write: the newest reading's value wins whatever order the messages come in, and a unit
+/// is kept when a later message leaves it out.
+#[tokio::test]
+async fn latest_values_follow_the_newest_reading_through_later_flushes() {
+    use mqtt_supervisor::entity::datalogger;
+    let database = TestDatabase::new().await;
+    let site = fleet_site(&database).await;
+    let (db, publisher) = (site.db.clone(), &site.publisher);
+    let topic = "fleet/gateway/gw-0/datalogger/dl-late";
+    let at = |seconds: i64| {
+        chrono::DateTime::from_timestamp(1_700_000_000 + seconds, 0).expect("timestamp")
+    };
+    let send = |seconds: i64, value: f64, unit: Option<&str>| {
+        let mut sensor = serde_json::json!({"name": "temperature", "value": value});
+        if let Some(unit) = unit {
+            sensor["unit"] = unit.into();
+        }
+        serde_json::json!({"ts": at(seconds).to_rfc3339(), "sensors": [sensor]}).to_string()
+    };
+    let latest = || async {
+        let row = sensor::Entity::find()
+            .filter(sensor::Column::Name.eq("temperature"))
+            .one(&db)
+            .await
+            .ok()??;
+        Some((row.last_value?, row.last_reading_at?, row.unit))
+    };
+
+    publisher.publish(topic, send(20, 2.0, Some("K"))).await;
+    common::eventually(Duration::from_secs(30), "the first value", || async {
+        (latest().await == Some((2.0, at(20), Some("K".to_owned())))).then_some(())
+    })
+    .await;
+    let first_seen = datalogger::Entity::find()
+        .one(&db)
+        .await
+        .expect("query")
+        .and_then(|row| row.last_seen)
+        .expect("the datalogger was seen");
+
+    // An older reading, arriving late and without a unit: stored, but the latest value stays.
+    publisher.publish(topic, send(10, 1.0, None)).await;
+    common::eventually(Duration::from_secs(30), "the late reading", || async {
+        (readings(&db).await == 2).then_some(())
+    })
+    .await;
+    // A newer one without a unit, after the late one: it must win, and the unit stay.
+    publisher.publish(topic, send(30, 3.0, None)).await;
+    common::eventually(Duration::from_secs(30), "the newest value", || async {
+        (latest().await == Some((3.0, at(30), Some("K".to_owned())))).then_some(())
+    })
+    .await;
+    common::eventually(
+        Duration::from_secs(30),
+        "the datalogger seen again",
+        || async {
+            let row = datalogger::Entity::find().one(&db).await.ok()??;
+            (row.last_seen? > first_seen && row.is_online).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(readings(&db).await, 3);
+
+    // The late reading again, after everything was flushed: nothing moves back.
+    // Its unit, which a message always sets, shows when the flush has happened.
+    publisher.publish(topic, send(10, 1.0, Some("°C"))).await;
+    common::eventually(Duration::from_secs(30), "the unit sent", || async {
+        let (_, _, unit) = latest().await?;
+        (unit.as_deref() == Some("°C")).then_some(())
+    })
+    .await;
+    let (value, time, _) = latest().await.expect("a latest value");
+    assert_eq!((value, time), (3.0, at(30)), "an older reading never wins");
+    assert_eq!(
+        readings(&db).await,
+        3,
+        "the repeated reading is stored once"
+    );
+}
