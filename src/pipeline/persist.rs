@@ -17,7 +17,7 @@ use sea_orm::{
 
 use super::discover::{tally, TopicTally};
 use super::postgres_arrays::PostgresArray;
-use super::transaction::{execution_error, BatchTransaction};
+use super::transaction::{execution_error, BatchTransaction, PostgresTransaction};
 use super::{Outcome, Prepared};
 use crate::entity::{
     datalogger, discovered_topic, gateway, mqtt_parsing_log, mqtt_topic, sensor, sensor_reading,
@@ -1122,12 +1122,11 @@ pub fn is_duplicate_reading(error: &DbErr) -> bool {
     )
 }
 
-/// Known rows are updated by id on PostgreSQL, from arrays: the multi-row upsert costs the
-/// database about ten times as much per row (a statement of thousands of parameters planned
-/// afresh, and an insert tried before each update), and a row the writer has an id for exists,
-/// since its site is locked for the transaction. Rows go in key order, like every multi-row
-/// write; two writers share a datalogger only when its messages come on several topics.
-type PostgresTransaction = tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Postgres>>;
+// Known rows are updated by id on PostgreSQL, from arrays: the multi-row upsert costs the
+// database about ten times as much per row (a statement of thousands of parameters planned
+// afresh, and an insert tried before each update), and a row the writer has an id for exists,
+// since its site is locked for the transaction. Rows go in key order, like every multi-row
+// write; two writers share a datalogger only when its messages come on several topics.
 
 /// The same rules as the upsert: the newest time wins, a reading arriving late changes nothing.
 async fn update_known_dataloggers(

@@ -16,9 +16,12 @@ use sea_query_sqlx::SqlxValues;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
+/// A PostgreSQL transaction that statements of `&self` methods can share.
+pub type PostgresTransaction = Mutex<sqlx::Transaction<'static, Postgres>>;
+
 /// One open transaction; dropped without `commit`, it rolls back.
 pub enum BatchTransaction {
-    Postgres(Mutex<sqlx::Transaction<'static, Postgres>>),
+    Postgres(PostgresTransaction),
     SeaOrm(DatabaseTransaction),
 }
 
@@ -48,7 +51,7 @@ impl BatchTransaction {
     }
 
     /// The PostgreSQL transaction, for statements that bind their values through sqlx.
-    pub fn postgres(&self) -> Option<&Mutex<sqlx::Transaction<'static, Postgres>>> {
+    pub fn postgres(&self) -> Option<&PostgresTransaction> {
         match self {
             Self::Postgres(transaction) => Some(transaction),
             Self::SeaOrm(_) => None,
