@@ -744,8 +744,6 @@ pub async fn persist(
     let skip_duplicates = cache.expecting_duplicates();
     insert_readings(&transaction, rows, skip_duplicates).await?;
     insert_parsing_logs(&transaction, batch, &deleted_sites).await?;
-    // Last, so the rows every writer shares are locked only for the commit.
-    update_seen_gateways(&transaction, &to_write.gateways, &cache.gateway_ids).await?;
     transaction.commit().await?;
 
     // Only now, with the rows durable, may the cache believe in them.
@@ -846,8 +844,8 @@ async fn upsert_discovered<C: ConnectionTrait>(
 }
 
 /// Writes the rows; returns the ids of those the cache does not know yet.
-async fn upsert_gateways(
-    db: &BatchTransaction,
+async fn upsert_gateways<C: ConnectionTrait>(
+    db: &C,
     gateways: &HashMap<GatewayKey, GatewayRow>,
     cached: &HashMap<GatewayKey, i32>,
 ) -> Result<HashMap<GatewayKey, i32>, DbErr> {
@@ -856,10 +854,7 @@ async fn upsert_gateways(
         return Ok(ids);
     }
     let now = Utc::now();
-    let postgres = db.postgres().is_some();
-    let mut entries = in_key_order(gateways);
-    // Written by `update_seen_gateways` instead, just before the commit.
-    entries.retain(|(key, row)| !(postgres && seen_known_gateway(key, row, cached).is_some()));
+    let entries = in_key_order(gateways);
     for chunk in entries.chunks(CHUNK_ROWS) {
         let rows = chunk
             .iter()
@@ -1132,61 +1127,6 @@ pub fn is_duplicate_reading(error: &DbErr) -> bool {
 // afresh, and an insert tried before each update), and a row the writer has an id for exists,
 // since its site is locked for the transaction. Rows go in key order, like every multi-row
 // write; two writers share a datalogger only when its messages come on several topics.
-
-/// A gateway with a row id that the rows only saw (no status or metadata news): its id.
-fn seen_known_gateway(
-    key: &GatewayKey,
-    row: &GatewayRow,
-    cached: &HashMap<GatewayKey, i32>,
-) -> Option<i32> {
-    if row.announced || row.metadata.is_some() {
-        return None;
-    }
-    cached.get(key).copied()
-}
-
-/// On PostgreSQL, the `last_seen` of gateways the rows only saw, by id and with the upsert's
-/// rule (the newest time wins). Every writer sees every gateway: run as a transaction's last
-/// statement, the row locks are held only for its commit instead of the whole transaction, so
-/// writers no longer wait on each other's readings (11 ms per gateway statement, measured).
-async fn update_seen_gateways(
-    transaction: &BatchTransaction,
-    gateways: &HashMap<GatewayKey, GatewayRow>,
-    cached: &HashMap<GatewayKey, i32>,
-) -> Result<(), DbErr> {
-    let Some(postgres) = transaction.postgres() else {
-        return Ok(());
-    };
-    let (mut ids, mut last_seen, mut online) = (Vec::new(), Vec::new(), Vec::new());
-    for (key, row) in in_key_order(gateways) {
-        if let Some(id) = seen_known_gateway(key, row, cached) {
-            ids.push(id);
-            last_seen.push(row.last_seen);
-            online.push(row.is_online);
-        }
-    }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let newer = "(gateway.last_seen IS NULL OR seen.last_seen >= gateway.last_seen)";
-    let sql = format!(
-        "UPDATE gateway SET \
-           last_seen = CASE WHEN {newer} THEN seen.last_seen ELSE gateway.last_seen END, \
-           is_online = CASE WHEN {newer} THEN seen.is_online ELSE gateway.is_online END \
-         FROM (SELECT unnest($1::int4[]) AS id, unnest($2::timestamptz[]) AS last_seen, \
-                      unnest($3::bool[]) AS is_online) AS seen \
-         WHERE gateway.id = seen.id"
-    );
-    let mut connection = postgres.lock().await;
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(PostgresArray(&ids))
-        .bind(PostgresArray(&last_seen))
-        .bind(online)
-        .execute(&mut **connection)
-        .await
-        .map_err(execution_error)?;
-    Ok(())
-}
 
 /// The same rules as the upsert: the newest time wins, a reading arriving late changes nothing.
 async fn update_known_dataloggers(
