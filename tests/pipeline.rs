@@ -466,7 +466,7 @@ async fn deleting_a_site_mid_stream_does_not_stop_another_sites_ingestion() {
 /// is kept when a later message leaves it out.
 #[tokio::test]
 async fn latest_values_follow_the_newest_reading_through_later_flushes() {
-    use mqtt_supervisor::entity::datalogger;
+    use mqtt_supervisor::entity::{datalogger, gateway};
     let database = TestDatabase::new().await;
     let site = fleet_site(&database).await;
     let (db, publisher) = (site.db.clone(), &site.publisher);
@@ -501,6 +501,12 @@ async fn latest_values_follow_the_newest_reading_through_later_flushes() {
         .expect("query")
         .and_then(|row| row.last_seen)
         .expect("the datalogger was seen");
+    let gateway_first_seen = gateway::Entity::find()
+        .one(&db)
+        .await
+        .expect("query")
+        .and_then(|row| row.last_seen)
+        .expect("the gateway was seen");
 
     // An older reading, arriving late and without a unit: stored, but the latest value stays.
     publisher.publish(topic, send(10, 1.0, None)).await;
@@ -520,6 +526,15 @@ async fn latest_values_follow_the_newest_reading_through_later_flushes() {
         || async {
             let row = datalogger::Entity::find().one(&db).await.ok()??;
             (row.last_seen? > first_seen && row.is_online).then_some(())
+        },
+    )
+    .await;
+    common::eventually(
+        Duration::from_secs(30),
+        "the gateway seen again",
+        || async {
+            let row = gateway::Entity::find().one(&db).await.ok()??;
+            (row.last_seen? > gateway_first_seen && row.is_online).then_some(())
         },
     )
     .await;
