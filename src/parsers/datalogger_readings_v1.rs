@@ -226,7 +226,6 @@ const MAX_UNIT_BYTES: usize = 64;
 /// The usual payload, borrowed from the message text: what `PlainJson` reads (no escapes in
 /// strings), only the keys the schema names, each once, and `null` only where the full path
 /// takes it too (a unit); anything else makes the payload go the full path.
-#[derive(Default)]
 struct FastPayload<'a> {
     ts: Option<&'a str>,
     gateway: Option<&'a str>,
@@ -243,12 +242,11 @@ struct FastSensor<'a> {
 impl<'a> FastPayload<'a> {
     fn read(text: &'a str) -> Option<Self> {
         let mut json = PlainJson::new(text);
-        let mut payload = FastPayload::default();
-        let mut sensors = None;
+        let (mut ts, mut gateway, mut datalogger, mut sensors) = (None, None, None, None);
         json.object(|json, key| match key {
-            "ts" => set_once(&mut payload.ts, json.string()?),
-            "gateway" => set_once(&mut payload.gateway, json.string()?),
-            "datalogger" => set_once(&mut payload.datalogger, json.string()?),
+            "ts" => set_once(&mut ts, json.string()?),
+            "gateway" => set_once(&mut gateway, json.string()?),
+            "datalogger" => set_once(&mut datalogger, json.string()?),
             "sensors" => {
                 let mut list = Vec::new();
                 json.array(|json| {
@@ -262,8 +260,12 @@ impl<'a> FastPayload<'a> {
         if !json.at_end() {
             return None;
         }
-        payload.sensors = sensors?;
-        Some(payload)
+        Some(FastPayload {
+            ts,
+            gateway,
+            datalogger,
+            sensors: sensors?,
+        })
     }
 }
 

@@ -388,7 +388,7 @@ impl WriteCache {
 }
 
 /// What folding a batch leaves for its transaction.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Folded {
     /// The batch's topic counters. They join the pending ones only after the commit: a batch
     /// whose transaction fails is folded again, and its counts must not add up twice.
