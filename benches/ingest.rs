@@ -636,6 +636,8 @@ async fn end_to_end(options: &Options, broker: &Broker) -> f64 {
         tokio::spawn(async move { publish_fleet(port, "bench-fleet", publishers, messages).await });
     // The service counts a message as processed after the transaction holding it commits.
     // Watching that counter costs the database nothing, unlike counting rows while it ingests.
+    // Also kept: the count at each whole second, to show whether the rate holds over a long run.
+    let mut processed_by_second = vec![processed_before];
     loop {
         let processed = service
             .metric("mqtt_supervisor_messages_processed_total")
@@ -644,6 +646,9 @@ async fn end_to_end(options: &Options, broker: &Broker) -> f64 {
             || started.elapsed() > Duration::from_secs(600)
         {
             break;
+        }
+        if started.elapsed().as_secs() >= processed_by_second.len() as u64 {
+            processed_by_second.push(processed);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -666,6 +671,16 @@ async fn end_to_end(options: &Options, broker: &Broker) -> f64 {
         "  ingest rate: {rate:.0} messages/s ({:.0} readings/s)",
         rate * 2.0
     );
+    let by_second: Vec<String> = processed_by_second
+        .windows(2)
+        .map(|pair| format!("{:.0}k", (pair[1] - pair[0]) / 1000.0))
+        .collect();
+    if !by_second.is_empty() {
+        println!(
+            "  messages per second, second by second: {}",
+            by_second.join(" ")
+        );
+    }
     let per_message = |seconds: f64| 1e6 * seconds / options.messages as f64;
     println!(
         "  CPU per message: service {:.1} µs, broker {:.1} µs, PostgreSQL {:.1} µs, publisher {:.1} µs ({:.2} of 2 cores busy)",

@@ -3,10 +3,11 @@
 
 mod ack;
 mod backoff;
+mod outgoing_acks;
 mod settings;
 mod status;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +15,8 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::Rng;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Packet, PubAck, PubRec,
-    Publish, QoS, Request, SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, NetworkOptions, Packet,
+    Publish, QoS, SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use ack::{Ack, AckRequest};
 pub use backoff::reconnect_delay;
+use outgoing_acks::OutgoingAcks;
 pub use settings::{ConnectionSettings, SettingsError};
 pub use status::{ConnectionStatus, StatusReporter};
 
@@ -114,6 +116,14 @@ async fn run(
     };
     let capacity = usize::from(state.config.supervisor.inflight).max(64) * 2;
     let (client, mut event_loop) = AsyncClient::new(options, capacity);
+    let mut network_options = NetworkOptions::new();
+    network_options.set_tcp_send_buffer_size(outgoing_acks::SEND_BUFFER_BYTES);
+    event_loop.set_network_options(network_options);
+    // A connection that neither reads nor takes our acknowledgements for this long is dead.
+    let stuck_after = match event_loop.mqtt_options.keep_alive() {
+        keep_alive if keep_alive.is_zero() => Duration::from_secs(60),
+        keep_alive => keep_alive * 2,
+    };
     let limits = Limits {
         max_payload_bytes: state.config.pipeline.max_payload_bytes,
         sample_bytes: state.config.pipeline.sample_bytes,
@@ -124,8 +134,8 @@ async fn run(
     // redelivers those messages and they are acknowledged when their copy commits.
     let generation = Arc::new(AtomicU64::new(0));
     let (ack_sender, mut ack_receiver) = tokio::sync::mpsc::unbounded_channel::<AckRequest>();
-    // Acknowledgements of committed messages, written before the next poll.
-    let mut pending_acks: VecDeque<Publish> = VecDeque::new();
+    // Acknowledgements of committed messages, on their way to the broker.
+    let mut acks = OutgoingAcks::default();
     let mut attempt: u32 = 0;
     let mut connected = false;
     let mut subscribed: BTreeMap<String, u8> = BTreeMap::new();
@@ -135,12 +145,12 @@ async fn run(
     report_invalid_patterns(site_id, &current_routes);
 
     loop {
-        if connected && !pending_acks.is_empty() {
-            if let Err(error) = write_acks(&mut event_loop, &mut pending_acks).await {
+        if connected {
+            if let Err(error) = acks.write(&mut event_loop).await {
                 // The session is breaking; the next poll reports it and reconnects, and the
                 // broker delivers the unacknowledged messages again.
                 tracing::debug!(target: CONNECTION_TARGET, site_id, %error, "writing acknowledgements failed");
-                pending_acks.clear();
+                acks.clear();
             }
         }
         tokio::select! {
@@ -149,11 +159,11 @@ async fn run(
                 // An ack meant for an earlier session could name a packet id that now belongs
                 // to another message; the broker redelivers the original instead.
                 if ack_generation == generation.load(Ordering::SeqCst) {
-                    pending_acks.push_back(publish);
+                    acks.push(&publish);
                 }
                 while let Ok((ack_generation, publish)) = ack_receiver.try_recv() {
                     if ack_generation == generation.load(Ordering::SeqCst) {
-                        pending_acks.push_back(publish);
+                        acks.push(&publish);
                     }
                 }
             }
@@ -168,12 +178,12 @@ async fn run(
                     resubscribe(&client, site_id, &current_routes, &mut subscribed);
                 }
             }
-            event = event_loop.poll() => match event {
+            event = acks.next_event(&mut event_loop, stuck_after) => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     attempt = 0;
                     connected = true;
                     generation.fetch_add(1, Ordering::SeqCst);
-                    pending_acks.clear();
+                    acks.clear();
                     reporter.report(ConnectionStatus::Connected, None).await;
                     // A persistent session may already hold the subscriptions, but the patterns
                     // may have changed while we were away: subscribe to the full set again.
@@ -242,7 +252,7 @@ async fn run(
                     // The session is gone: acknowledgements queued for it must not reach the next
                     // one, where their packet ids may name other messages.
                     generation.fetch_add(1, Ordering::SeqCst);
-                    pending_acks.clear();
+                    acks.clear();
                     let (status, message) = classify(&error);
                     state.metrics.reconnects.get_or_create(&crate::metrics::SiteLabels { site: site_id.to_string() }).inc();
                     let delay = if status == ConnectionStatus::Error {
@@ -266,10 +276,10 @@ async fn run(
         // Acknowledge what has been committed so far, so the broker does not deliver it again.
         while let Ok((ack_generation, publish)) = ack_receiver.try_recv() {
             if ack_generation == generation.load(Ordering::SeqCst) {
-                pending_acks.push_back(publish);
+                acks.push(&publish);
             }
         }
-        let _ = write_acks(&mut event_loop, &mut pending_acks).await;
+        acks.finish(&mut event_loop, Duration::from_secs(2)).await;
         // Best effort: tell the broker we leave on purpose, so it does not publish our will.
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
@@ -282,33 +292,6 @@ async fn run(
         .await;
     }
     reporter.report(ConnectionStatus::Stopped, None).await;
-}
-
-/// Writes the queued acknowledgements onto the connection and sends them together. The client's
-/// request queue would send each one on its own (rumqttc flushes after every request): after a
-/// commit of 400 messages that is 400 four-byte sends, each a TCP segment the broker wakes up
-/// for. The packets still pass through the client's session state, as queued ones would.
-async fn write_acks(
-    event_loop: &mut EventLoop,
-    pending: &mut VecDeque<Publish>,
-) -> Result<(), rumqttc::StateError> {
-    let Some(network) = event_loop.network.as_mut() else {
-        // Not connected: the broker will deliver these messages again.
-        pending.clear();
-        return Ok(());
-    };
-    while let Some(publish) = pending.pop_front() {
-        // The same choice as `AsyncClient::ack` makes (its helper is private to rumqttc).
-        let request = match publish.qos {
-            QoS::AtMostOnce => continue,
-            QoS::AtLeastOnce => Request::PubAck(PubAck::new(publish.pkid)),
-            QoS::ExactlyOnce => Request::PubRec(PubRec::new(publish.pkid)),
-        };
-        if let Some(packet) = event_loop.state.handle_outgoing_packet(request)? {
-            network.write(packet).await?;
-        }
-    }
-    network.flush().await
 }
 
 /// The next `Publish` the client has already read, if that is what comes next. The client reads

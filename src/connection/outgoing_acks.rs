@@ -1,0 +1,281 @@
+//! Acknowledgements on their way to the broker, written without ever holding up reading.
+//!
+//! A broker may take acknowledgements far more slowly than it delivers messages: Mosquitto reads
+//! one packet per connection per pass of its event loop, so while many publishers flood it, the
+//! service's acknowledgements pile up in the socket buffers. If writing them held up the
+//! connection task, the task would stop reading, the broker could not deliver, and ingestion
+//! would stall until the publishers paused (13 s in a three-million-message benchmark run). So
+//! acknowledgements go into the client's write buffer a bunch at a time and are flushed without
+//! waiting; while a flush is unfinished, reading goes on beside it and the rest wait here.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rumqttc::{
+    ConnectionError, Event, EventLoop, Packet, PubAck, PubRec, Publish, QoS, StateError,
+};
+
+/// At most this many acknowledgements enter the client's write buffer at once. At four bytes
+/// each the buffer stays under its 8 KiB back-pressure mark, above which adding a packet would
+/// wait for the socket.
+const BUNCH: usize = 1024;
+// A PUBACK or PUBREC is four bytes; tokio-util's framed writer waits for the socket above 8 KiB,
+// and the client's own packets (a ping, a subscription) may share the buffer.
+const _: () = assert!(BUNCH * 4 <= 4 * 1024);
+
+/// The socket's send buffer for a connection. Small on purpose: the client's own keep-alive
+/// ping waits for room in it (and gives up on the connection after a few seconds), and the
+/// kernel signals room only once half of the queued bytes have gone. Acknowledgements beyond it
+/// wait in [`OutgoingAcks`], four bytes each on the wire.
+pub const SEND_BUFFER_BYTES: u32 = 64 * 1024;
+
+#[derive(Debug, Default)]
+pub struct OutgoingAcks {
+    waiting: VecDeque<Packet>,
+    /// Some of ours are in the client's write buffer and the socket has not taken them yet.
+    flushing: bool,
+}
+
+enum Progress {
+    Flushed(Result<(), StateError>),
+    Read(Result<(), StateError>),
+    Disconnected,
+}
+
+impl OutgoingAcks {
+    /// Queues the acknowledgement of a message; one at QoS 0 needs none.
+    pub fn push(&mut self, publish: &Publish) {
+        let packet = match publish.qos {
+            QoS::AtMostOnce => return,
+            QoS::AtLeastOnce => Packet::PubAck(PubAck::new(publish.pkid)),
+            QoS::ExactlyOnce => Packet::PubRec(PubRec::new(publish.pkid)),
+        };
+        self.waiting.push_back(packet);
+    }
+
+    /// Forgets everything: the session they belonged to is gone, and the broker delivers those
+    /// messages again to the next one.
+    pub fn clear(&mut self) {
+        self.waiting.clear();
+        self.flushing = false;
+    }
+
+    /// Moves waiting acknowledgements into the client's write buffer, a bunch at a time, as long
+    /// as the socket takes each bunch at once. Never waits for the socket.
+    pub async fn write(&mut self, event_loop: &mut EventLoop) -> Result<(), StateError> {
+        while !self.flushing && !self.waiting.is_empty() {
+            let Some(network) = event_loop.network.as_mut() else {
+                self.clear();
+                return Ok(());
+            };
+            let bunch = self.waiting.len().min(BUNCH);
+            for packet in self.waiting.drain(..bunch) {
+                // Straight to the connection: the client's session state keeps nothing for an
+                // acknowledgement it sends, it would only queue an `Outgoing` event for each,
+                // and every event costs the connection task a round of its loop.
+                // Below the back-pressure mark this only encodes into the buffer.
+                network.write(packet).await?;
+            }
+            match network.flush().now_or_never() {
+                Some(result) => result?,
+                None => self.flushing = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// The client's next event. While a flush is unfinished, this reads the connection itself
+    /// (the client's own `poll` would wait for the flush first) and finishes the flush whenever
+    /// the socket has room. Without progress on either for `stuck_after`, the connection is
+    /// given up, as the client gives up one whose flush does not finish.
+    pub async fn next_event(
+        &mut self,
+        event_loop: &mut EventLoop,
+        stuck_after: Duration,
+    ) -> Result<Event, ConnectionError> {
+        while self.flushing {
+            if let Some(event) = event_loop.state.events.pop_front() {
+                return Ok(event);
+            }
+            let progress = tokio::time::timeout(
+                stuck_after,
+                poll_fn(|context| {
+                    let Some(network) = event_loop.network.as_mut() else {
+                        return Poll::Ready(Progress::Disconnected);
+                    };
+                    // Both are safe to drop when pending: the unwritten bytes and any partly read
+                    // packet stay in the client's buffers.
+                    if let Poll::Ready(result) = pin!(network.flush()).poll(context) {
+                        return Poll::Ready(Progress::Flushed(result));
+                    }
+                    pin!(network.readb(&mut event_loop.state))
+                        .poll(context)
+                        .map(Progress::Read)
+                }),
+            )
+            .await;
+            let failure = match progress {
+                Ok(Progress::Read(Ok(()))) => continue,
+                Ok(Progress::Disconnected) => {
+                    self.clear();
+                    continue;
+                }
+                Ok(Progress::Flushed(Ok(()))) => {
+                    self.flushing = false;
+                    match self.write(event_loop).await {
+                        Ok(()) => continue,
+                        Err(error) => ConnectionError::MqttState(error),
+                    }
+                }
+                Ok(Progress::Flushed(Err(error)) | Progress::Read(Err(error))) => {
+                    ConnectionError::MqttState(error)
+                }
+                Err(_) => ConnectionError::FlushTimeout,
+            };
+            // As the client does on its own errors: drop the connection, the next poll makes a
+            // new one.
+            event_loop.clean();
+            self.clear();
+            return Err(failure);
+        }
+        event_loop.poll().await
+    }
+
+    /// At shutdown: writes what waits and waits up to `within` for the socket to take it.
+    pub async fn finish(&mut self, event_loop: &mut EventLoop, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.write(event_loop).await.is_err() || !self.flushing {
+                return;
+            }
+            let Some(network) = event_loop.network.as_mut() else {
+                return;
+            };
+            match tokio::time::timeout_at(deadline, network.flush()).await {
+                Ok(Ok(())) => self.flushing = false,
+                _ => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(qos: QoS, pkid: u16) -> Publish {
+        let mut publish = Publish::new("t", qos, Vec::new());
+        publish.pkid = pkid;
+        publish
+    }
+
+    #[test]
+    fn each_quality_of_service_gets_its_own_acknowledgement() {
+        let mut acks = OutgoingAcks::default();
+        acks.push(&publish(QoS::AtMostOnce, 0));
+        assert!(acks.waiting.is_empty(), "QoS 0 needs no acknowledgement");
+        acks.push(&publish(QoS::AtLeastOnce, 7));
+        acks.push(&publish(QoS::ExactlyOnce, 8));
+        assert_eq!(
+            acks.waiting,
+            VecDeque::from([
+                Packet::PubAck(PubAck::new(7)),
+                Packet::PubRec(PubRec::new(8))
+            ])
+        );
+        acks.clear();
+        assert!(acks.waiting.is_empty());
+    }
+
+    /// A peer that takes no acknowledgements for a while must not stop the reading: the task
+    /// writes what the socket takes, reads the next message, and delivers every acknowledgement,
+    /// in order, once the peer reads again. (A plain socket stands in for the broker's end here:
+    /// what is tested is this side's handling of a full send buffer, which a real broker shows
+    /// only under minutes of flood; the benchmark covers that.)
+    #[tokio::test]
+    async fn reading_goes_on_while_the_peer_takes_no_acknowledgements() {
+        use rumqttc::{MqttOptions, NetworkOptions, Packet};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        const COUNT: usize = 200_000;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut options = MqttOptions::new("test", "127.0.0.1", port);
+        options.set_manual_acks(true);
+        let mut event_loop = EventLoop::new(options, 10);
+        let mut network_options = NetworkOptions::new();
+        network_options.set_tcp_send_buffer_size(SEND_BUFFER_BYTES);
+        event_loop.set_network_options(network_options);
+        // The peer answers the CONNECT and then reads nothing until told.
+        let peer = tokio::spawn(async move {
+            let (mut peer, _) = listener.accept().await?;
+            let mut connect = [0; 2];
+            peer.read_exact(&mut connect).await?;
+            let mut rest = vec![0; usize::from(connect[1])];
+            peer.read_exact(&mut rest).await?;
+            peer.write_all(&[0x20, 2, 0, 0]).await?;
+            std::io::Result::Ok(peer)
+        });
+        let connected = event_loop.poll().await.unwrap();
+        assert!(matches!(connected, Event::Incoming(Packet::ConnAck(_))));
+        let mut peer = peer.await.unwrap().unwrap();
+
+        let mut acks = OutgoingAcks::default();
+        for index in 0..COUNT {
+            acks.push(&publish(QoS::AtLeastOnce, (index % 65_535) as u16 + 1));
+        }
+        tokio::time::timeout(Duration::from_secs(5), acks.write(&mut event_loop))
+            .await
+            .expect("writing must not wait for the socket")
+            .unwrap();
+        assert!(
+            acks.flushing,
+            "the socket cannot have taken {} bytes",
+            COUNT * 4
+        );
+        assert!(!acks.waiting.is_empty());
+
+        // A QoS 1 PUBLISH of "sensors/1" with packet id 9 and payload "42".
+        let mut packet = vec![0x32, 15, 0, 9];
+        packet.extend_from_slice(b"sensors/1");
+        packet.extend_from_slice(&[0, 9]);
+        packet.extend_from_slice(b"42");
+        peer.write_all(&packet).await.unwrap();
+        let event = tokio::time::timeout(
+            Duration::from_secs(5),
+            acks.next_event(&mut event_loop, Duration::from_secs(30)),
+        )
+        .await
+        .expect("the message must be read while acknowledgements wait")
+        .unwrap();
+        match event {
+            Event::Incoming(Packet::Publish(publish)) => {
+                assert_eq!((publish.topic.as_str(), publish.pkid), ("sensors/1", 9));
+            }
+            other => panic!("expected the publish, got {other:?}"),
+        }
+        assert!(acks.flushing, "the acknowledgements are still on their way");
+
+        let reader = tokio::spawn(async move {
+            let mut received = vec![0; COUNT * 4];
+            peer.read_exact(&mut received).await.map(|_| received)
+        });
+        let received = tokio::select! {
+            received = reader => received.unwrap().unwrap(),
+            _ = async {
+                loop {
+                    let _ = acks.next_event(&mut event_loop, Duration::from_secs(30)).await;
+                }
+            } => unreachable!(),
+        };
+        for (index, ack) in received.chunks(4).enumerate() {
+            let pkid = (index % 65_535) as u16 + 1;
+            let [high, low] = pkid.to_be_bytes();
+            assert_eq!(ack, [0x40, 2, high, low], "acknowledgement {index}");
+        }
+    }
+}
