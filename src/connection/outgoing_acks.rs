@@ -33,9 +33,28 @@ const _: () = assert!(BUNCH * 4 <= 4 * 1024);
 /// wait in [`OutgoingAcks`], four bytes each on the wire.
 pub const SEND_BUFFER_BYTES: u32 = 64 * 1024;
 
+/// An acknowledgement to send: four bytes here as on the wire, since a backlog of a million is
+/// possible while a flood lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    PubAck(u16),
+    PubRec(u16),
+}
+
+const _: () = assert!(std::mem::size_of::<Waiting>() == 4);
+
+impl Waiting {
+    fn packet(self) -> Packet {
+        match self {
+            Waiting::PubAck(pkid) => Packet::PubAck(PubAck::new(pkid)),
+            Waiting::PubRec(pkid) => Packet::PubRec(PubRec::new(pkid)),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct OutgoingAcks {
-    waiting: VecDeque<Packet>,
+    waiting: VecDeque<Waiting>,
     /// Some of ours are in the client's write buffer and the socket has not taken them yet.
     flushing: bool,
 }
@@ -49,12 +68,12 @@ enum Progress {
 impl OutgoingAcks {
     /// Queues the acknowledgement of a message; one at QoS 0 needs none.
     pub fn push(&mut self, publish: &Publish) {
-        let packet = match publish.qos {
+        let waiting = match publish.qos {
             QoS::AtMostOnce => return,
-            QoS::AtLeastOnce => Packet::PubAck(PubAck::new(publish.pkid)),
-            QoS::ExactlyOnce => Packet::PubRec(PubRec::new(publish.pkid)),
+            QoS::AtLeastOnce => Waiting::PubAck(publish.pkid),
+            QoS::ExactlyOnce => Waiting::PubRec(publish.pkid),
         };
-        self.waiting.push_back(packet);
+        self.waiting.push_back(waiting);
     }
 
     /// Forgets everything: the session they belonged to is gone, and the broker delivers those
@@ -62,6 +81,7 @@ impl OutgoingAcks {
     pub fn clear(&mut self) {
         self.waiting.clear();
         self.flushing = false;
+        self.waiting.shrink_to(BUNCH);
     }
 
     /// Moves waiting acknowledgements into the client's write buffer, a bunch at a time, as long
@@ -73,17 +93,21 @@ impl OutgoingAcks {
                 return Ok(());
             };
             let bunch = self.waiting.len().min(BUNCH);
-            for packet in self.waiting.drain(..bunch) {
+            for waiting in self.waiting.drain(..bunch) {
                 // Straight to the connection: the client's session state keeps nothing for an
                 // acknowledgement it sends, it would only queue an `Outgoing` event for each,
                 // and every event costs the connection task a round of its loop.
                 // Below the back-pressure mark this only encodes into the buffer.
-                network.write(packet).await?;
+                network.write(waiting.packet()).await?;
             }
             match network.flush().now_or_never() {
                 Some(result) => result?,
                 None => self.flushing = true,
             }
+        }
+        if self.waiting.is_empty() && self.waiting.capacity() > 16 * BUNCH {
+            // A backlog is over; its room need not stay.
+            self.waiting.shrink_to(BUNCH);
         }
         Ok(())
     }
@@ -182,10 +206,7 @@ mod tests {
         acks.push(&publish(QoS::ExactlyOnce, 8));
         assert_eq!(
             acks.waiting,
-            VecDeque::from([
-                Packet::PubAck(PubAck::new(7)),
-                Packet::PubRec(PubRec::new(8))
-            ])
+            VecDeque::from([Waiting::PubAck(7), Waiting::PubRec(8)])
         );
         acks.clear();
         assert!(acks.waiting.is_empty());
