@@ -639,6 +639,7 @@ async fn end_to_end(options: &Options, broker: &Broker) -> f64 {
     // Watching that counter costs the database nothing, unlike counting rows while it ingests.
     // Also kept: the count at each whole second, to show whether the rate holds over a long run.
     let mut processed_by_second = vec![processed_before];
+    let mut most_acknowledgements_waiting: f64 = 0.0;
     loop {
         let processed = service
             .metric("mqtt_supervisor_messages_processed_total")
@@ -650,6 +651,10 @@ async fn end_to_end(options: &Options, broker: &Broker) -> f64 {
         }
         if started.elapsed().as_secs() >= processed_by_second.len() as u64 {
             processed_by_second.push(processed);
+            let waiting = service
+                .metric("mqtt_supervisor_acknowledgements_waiting")
+                .await;
+            most_acknowledgements_waiting = most_acknowledgements_waiting.max(waiting);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -690,6 +695,10 @@ async fn end_to_end(options: &Options, broker: &Broker) -> f64 {
     if let Some(slowest) = by_second.iter().skip(1).copied().reduce(f64::min) {
         println!("  slowest whole second after the first: {slowest:.0} messages");
     }
+    println!(
+        "  acknowledgements waiting for room on the broker's connection, most seen (each second): \
+         {most_acknowledgements_waiting:.0}"
+    );
     let per_message = |seconds: f64| 1e6 * seconds / options.messages as f64;
     println!(
         "  CPU per message: service {:.1} µs, broker {:.1} µs, PostgreSQL {:.1} µs, publisher {:.1} µs ({:.2} of 2 cores busy)",

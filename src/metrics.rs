@@ -32,6 +32,7 @@ pub struct Metrics {
     pub messages_processed: Family<SiteParserLabels, Counter>,
     pub messages_failed: Family<SiteParserLabels, Counter>,
     pub reconnects: Family<SiteLabels, Counter>,
+    pub acknowledgements_waiting: Family<SiteLabels, Gauge>,
     pub connections: Family<StatusLabels, Gauge>,
     pub batch_messages: Histogram,
     pub commit_seconds: Histogram,
@@ -59,6 +60,7 @@ impl Metrics {
         let messages_processed = Family::<SiteParserLabels, Counter>::default();
         let messages_failed = Family::<SiteParserLabels, Counter>::default();
         let reconnects = Family::<SiteLabels, Counter>::default();
+        let acknowledgements_waiting = Family::<SiteLabels, Gauge>::default();
         let connections = Family::<StatusLabels, Gauge>::default();
         let batch_messages = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
@@ -97,6 +99,13 @@ impl Metrics {
             "reconnects",
             "Connection losses followed by a reconnect attempt, per site",
             reconnects.clone(),
+        );
+        registry.register(
+            "acknowledgements_waiting",
+            "Acknowledgements of committed messages waiting in the service for room on the \
+             broker's connection, per site (grows while a broker reads them more slowly than it \
+             delivers messages)",
+            acknowledgements_waiting.clone(),
         );
         registry.register(
             "connections",
@@ -139,6 +148,7 @@ impl Metrics {
             messages_processed,
             messages_failed,
             reconnects,
+            acknowledgements_waiting,
             connections,
             batch_messages,
             commit_seconds,
@@ -192,6 +202,14 @@ impl Metrics {
     /// message needs no label lookup.
     pub fn received_counter(&self, site_id: i32) -> Counter {
         self.messages_received
+            .get_or_create(&SiteLabels {
+                site: site_id.to_string(),
+            })
+            .clone()
+    }
+
+    pub fn acknowledgements_waiting_gauge(&self, site_id: i32) -> Gauge {
+        self.acknowledgements_waiting
             .get_or_create(&SiteLabels {
                 site: site_id.to_string(),
             })

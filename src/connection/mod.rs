@@ -135,7 +135,7 @@ async fn run(
     let generation = Arc::new(AtomicU64::new(0));
     let (ack_sender, mut ack_receiver) = tokio::sync::mpsc::unbounded_channel::<AckRequest>();
     // Acknowledgements of committed messages, on their way to the broker.
-    let mut acks = OutgoingAcks::default();
+    let mut acks = OutgoingAcks::new(state.metrics.acknowledgements_waiting_gauge(site_id));
     let mut attempt: u32 = 0;
     let mut connected = false;
     let mut subscribed: BTreeMap<String, u8> = BTreeMap::new();

@@ -15,6 +15,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use prometheus_client::metrics::gauge::Gauge;
 use rumqttc::{
     ConnectionError, Event, EventLoop, Packet, PubAck, PubRec, Publish, QoS, StateError,
 };
@@ -57,6 +58,8 @@ pub struct OutgoingAcks {
     waiting: VecDeque<Waiting>,
     /// Some of ours are in the client's write buffer and the socket has not taken them yet.
     flushing: bool,
+    /// How many wait here, for `/metrics`.
+    waiting_gauge: Gauge,
 }
 
 enum Progress {
@@ -66,6 +69,13 @@ enum Progress {
 }
 
 impl OutgoingAcks {
+    pub fn new(waiting_gauge: Gauge) -> OutgoingAcks {
+        OutgoingAcks {
+            waiting_gauge,
+            ..OutgoingAcks::default()
+        }
+    }
+
     /// Queues the acknowledgement of a message; one at QoS 0 needs none.
     pub fn push(&mut self, publish: &Publish) {
         let waiting = match publish.qos {
@@ -82,6 +92,7 @@ impl OutgoingAcks {
         self.waiting.clear();
         self.flushing = false;
         self.waiting.shrink_to(BUNCH);
+        self.waiting_gauge.set(0);
     }
 
     /// Moves waiting acknowledgements into the client's write buffer, a bunch at a time, as long
@@ -109,6 +120,8 @@ impl OutgoingAcks {
             // A backlog is over; its room need not stay.
             self.waiting.shrink_to(BUNCH);
         }
+        self.waiting_gauge
+            .set(i64::try_from(self.waiting.len()).unwrap_or(i64::MAX));
         Ok(())
     }
 
@@ -245,7 +258,8 @@ mod tests {
         assert!(matches!(connected, Event::Incoming(Packet::ConnAck(_))));
         let mut peer = peer.await.unwrap().unwrap();
 
-        let mut acks = OutgoingAcks::default();
+        let gauge = Gauge::default();
+        let mut acks = OutgoingAcks::new(gauge.clone());
         for index in 0..COUNT {
             acks.push(&publish(QoS::AtLeastOnce, (index % 65_535) as u16 + 1));
         }
@@ -259,6 +273,11 @@ mod tests {
             COUNT * 4
         );
         assert!(!acks.waiting.is_empty());
+        assert_eq!(
+            gauge.get(),
+            acks.waiting.len() as i64,
+            "the gauge shows the backlog"
+        );
 
         // A QoS 1 PUBLISH of "sensors/1" with packet id 9 and payload "42".
         let mut packet = vec![0x32, 15, 0, 9];
@@ -293,6 +312,7 @@ mod tests {
                 }
             } => unreachable!(),
         };
+        assert_eq!(gauge.get(), 0, "nothing waits once the peer has them all");
         for (index, ack) in received.chunks(4).enumerate() {
             let pkid = (index % 65_535) as u16 + 1;
             let [high, low] = pkid.to_be_bytes();
