@@ -26,6 +26,15 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// One site's metric of a per-site family, kept by the task that updates it.
+fn of_site<M: Clone>(family: &Family<SiteLabels, M>, site_id: i32) -> M {
+    family
+        .get_or_create(&SiteLabels {
+            site: site_id.to_string(),
+        })
+        .clone()
+}
+
 pub struct Metrics {
     registry: Registry,
     pub messages_received: Family<SiteLabels, Counter>,
@@ -201,19 +210,15 @@ impl Metrics {
     /// The received-messages counter of one site; a connection task keeps it, so counting a
     /// message needs no label lookup.
     pub fn received_counter(&self, site_id: i32) -> Counter {
-        self.messages_received
-            .get_or_create(&SiteLabels {
-                site: site_id.to_string(),
-            })
-            .clone()
+        of_site(&self.messages_received, site_id)
+    }
+
+    pub fn reconnects_counter(&self, site_id: i32) -> Counter {
+        of_site(&self.reconnects, site_id)
     }
 
     pub fn acknowledgements_waiting_gauge(&self, site_id: i32) -> Gauge {
-        self.acknowledgements_waiting
-            .get_or_create(&SiteLabels {
-                site: site_id.to_string(),
-            })
-            .clone()
+        of_site(&self.acknowledgements_waiting, site_id)
     }
 
     pub fn messages_processed_total(&self) -> u64 {

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use ack::{Ack, AckRequest};
+pub use ack::{Ack, AckRequest, Acknowledgement};
 pub use backoff::reconnect_delay;
 use outgoing_acks::OutgoingAcks;
 pub use settings::{ConnectionSettings, SettingsError};
@@ -155,15 +155,15 @@ async fn run(
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            Some((ack_generation, publish)) = ack_receiver.recv() => {
+            Some((ack_generation, acknowledgement)) = ack_receiver.recv() => {
                 // An ack meant for an earlier session could name a packet id that now belongs
                 // to another message; the broker redelivers the original instead.
                 if ack_generation == generation.load(Ordering::SeqCst) {
-                    acks.push(&publish);
+                    acks.push(acknowledgement);
                 }
-                while let Ok((ack_generation, publish)) = ack_receiver.try_recv() {
+                while let Ok((ack_generation, acknowledgement)) = ack_receiver.try_recv() {
                     if ack_generation == generation.load(Ordering::SeqCst) {
-                        acks.push(&publish);
+                        acks.push(acknowledgement);
                     }
                 }
             }
@@ -197,11 +197,10 @@ async fn run(
                     // the bunch was read from the socket at one time.
                     let registry = state.parsers.current();
                     let received_at = Utc::now();
-                    while let Some(mut publish) = next.take() {
+                    while let Some(publish) = next.take() {
                         received.inc();
-                        // The acknowledgement needs only the packet id; topic and payload move on.
-                        let topic = std::mem::take(&mut publish.topic);
-                        let payload = std::mem::take(&mut publish.payload);
+                        let acknowledgement = Acknowledgement::of(&publish);
+                        let Publish { topic, payload, .. } = publish;
                         let matched = route_cache.route(&current_routes.router, &topic);
                         let mut prepared = prepare(
                             site_id,
@@ -212,9 +211,8 @@ async fn run(
                             &registry,
                             &limits,
                         );
-                        if publish.qos != QoS::AtMostOnce {
-                            prepared.ack = Some(Ack::new(ack_sender.clone(), publish, &generation));
-                        }
+                        prepared.ack = acknowledgement
+                            .map(|acknowledgement| Ack::new(ack_sender.clone(), acknowledgement, &generation));
                         // A stop must not wait for a writer that is stuck on the database.
                         let sent = match writer.try_send(prepared) {
                             Ok(()) => true,
@@ -254,7 +252,8 @@ async fn run(
                     generation.fetch_add(1, Ordering::SeqCst);
                     acks.clear();
                     let (status, message) = classify(&error);
-                    state.metrics.reconnects.get_or_create(&crate::metrics::SiteLabels { site: site_id.to_string() }).inc();
+                    // Made on the first loss, so a site that never lost its connection shows none.
+                    state.metrics.reconnects_counter(site_id).inc();
                     let delay = if status == ConnectionStatus::Error {
                         reconnect_delay(u32::MAX, initial_backoff, max_backoff, rand::rng().random())
                     } else {
@@ -274,9 +273,9 @@ async fn run(
 
     if connected {
         // Acknowledge what has been committed so far, so the broker does not deliver it again.
-        while let Ok((ack_generation, publish)) = ack_receiver.try_recv() {
+        while let Ok((ack_generation, acknowledgement)) = ack_receiver.try_recv() {
             if ack_generation == generation.load(Ordering::SeqCst) {
-                acks.push(&publish);
+                acks.push(acknowledgement);
             }
         }
         acks.finish(&mut event_loop, Duration::from_secs(2)).await;

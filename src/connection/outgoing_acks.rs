@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use prometheus_client::metrics::gauge::Gauge;
-use rumqttc::{
-    ConnectionError, Event, EventLoop, Packet, PubAck, PubRec, Publish, QoS, StateError,
-};
+use rumqttc::{ConnectionError, Event, EventLoop, StateError};
+
+use super::Acknowledgement;
 
 /// At most this many acknowledgements enter the client's write buffer at once. At four bytes
 /// each the buffer stays under its 8 KiB back-pressure mark, above which adding a packet would
@@ -34,28 +34,9 @@ const _: () = assert!(BUNCH * 4 <= 4 * 1024);
 /// wait in [`OutgoingAcks`], four bytes each on the wire.
 pub const SEND_BUFFER_BYTES: u32 = 64 * 1024;
 
-/// An acknowledgement to send: four bytes here as on the wire, since a backlog of a million is
-/// possible while a flood lasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiting {
-    PubAck(u16),
-    PubRec(u16),
-}
-
-const _: () = assert!(std::mem::size_of::<Waiting>() == 4);
-
-impl Waiting {
-    fn packet(self) -> Packet {
-        match self {
-            Waiting::PubAck(pkid) => Packet::PubAck(PubAck::new(pkid)),
-            Waiting::PubRec(pkid) => Packet::PubRec(PubRec::new(pkid)),
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct OutgoingAcks {
-    waiting: VecDeque<Waiting>,
+    waiting: VecDeque<Acknowledgement>,
     /// Some of ours are in the client's write buffer and the socket has not taken them yet.
     flushing: bool,
     /// How many wait here, for `/metrics`.
@@ -76,14 +57,8 @@ impl OutgoingAcks {
         }
     }
 
-    /// Queues the acknowledgement of a message; one at QoS 0 needs none.
-    pub fn push(&mut self, publish: &Publish) {
-        let waiting = match publish.qos {
-            QoS::AtMostOnce => return,
-            QoS::AtLeastOnce => Waiting::PubAck(publish.pkid),
-            QoS::ExactlyOnce => Waiting::PubRec(publish.pkid),
-        };
-        self.waiting.push_back(waiting);
+    pub fn push(&mut self, acknowledgement: Acknowledgement) {
+        self.waiting.push_back(acknowledgement);
     }
 
     /// Forgets everything: the session they belonged to is gone, and the broker delivers those
@@ -104,12 +79,12 @@ impl OutgoingAcks {
                 return Ok(());
             };
             let bunch = self.waiting.len().min(BUNCH);
-            for waiting in self.waiting.drain(..bunch) {
+            for acknowledgement in self.waiting.drain(..bunch) {
                 // Straight to the connection: the client's session state keeps nothing for an
                 // acknowledgement it sends, it would only queue an `Outgoing` event for each,
                 // and every event costs the connection task a round of its loop.
                 // Below the back-pressure mark this only encodes into the buffer.
-                network.write(waiting.packet()).await?;
+                network.write(acknowledgement.packet()).await?;
             }
             match network.flush().now_or_never() {
                 Some(result) => result?,
@@ -204,25 +179,19 @@ impl OutgoingAcks {
 mod tests {
     use super::*;
 
-    fn publish(qos: QoS, pkid: u16) -> Publish {
-        let mut publish = Publish::new("t", qos, Vec::new());
-        publish.pkid = pkid;
-        publish
-    }
-
     #[test]
-    fn each_quality_of_service_gets_its_own_acknowledgement() {
-        let mut acks = OutgoingAcks::default();
-        acks.push(&publish(QoS::AtMostOnce, 0));
-        assert!(acks.waiting.is_empty(), "QoS 0 needs no acknowledgement");
-        acks.push(&publish(QoS::AtLeastOnce, 7));
-        acks.push(&publish(QoS::ExactlyOnce, 8));
+    fn acknowledgements_wait_in_order_until_cleared() {
+        let gauge = Gauge::default();
+        let mut acks = OutgoingAcks::new(gauge.clone());
+        acks.push(Acknowledgement::PubAck(7));
+        acks.push(Acknowledgement::PubRec(8));
         assert_eq!(
             acks.waiting,
-            VecDeque::from([Waiting::PubAck(7), Waiting::PubRec(8)])
+            VecDeque::from([Acknowledgement::PubAck(7), Acknowledgement::PubRec(8)])
         );
         acks.clear();
         assert!(acks.waiting.is_empty());
+        assert_eq!(gauge.get(), 0);
     }
 
     /// A peer that takes no acknowledgements for a while must not stop the reading: the task
@@ -261,7 +230,7 @@ mod tests {
         let gauge = Gauge::default();
         let mut acks = OutgoingAcks::new(gauge.clone());
         for index in 0..COUNT {
-            acks.push(&publish(QoS::AtLeastOnce, (index % 65_535) as u16 + 1));
+            acks.push(Acknowledgement::PubAck((index % 65_535) as u16 + 1));
         }
         tokio::time::timeout(Duration::from_secs(5), acks.write(&mut event_loop))
             .await
