@@ -816,9 +816,24 @@ pub async fn ingesting_site(
     let broker = PrivateBroker::start();
     let service = Service::start_with(database, options);
     let db = database.connect().await;
-    let (site_id, connection_id) = insert_site(&db, broker.port, true, None).await;
+    // Switched on only once its topics are in: a reconcile pass between the two inserts would
+    // start the client with no subscriptions, and the next pass (a second later) would subscribe
+    // after the first message had come and gone.
+    let (site_id, connection_id) = insert_site(&db, broker.port, false, None).await;
     for (pattern, parser) in patterns {
         insert_topic(&db, site_id, pattern, parser).await;
+    }
+    {
+        use mqtt_supervisor::entity::mqtt_connection;
+        use sea_orm::{ActiveModelTrait, Set};
+        mqtt_connection::ActiveModel {
+            id: Set(connection_id),
+            is_active: Set(true),
+            ..Default::default()
+        }
+        .update(&db)
+        .await
+        .expect("switch the connection on");
     }
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
     // The subscription follows the connect; give it a moment before publishing.
