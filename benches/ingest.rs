@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
-use mqtt_supervisor::entity::{mqtt_connection, mqtt_topic, sensor_reading, site};
+use mqtt_supervisor::entity::{mqtt_connection, sensor_reading};
+use mqtt_supervisor::seed::{self, PatternSeed, SiteSeed};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, EntityTrait, PaginatorTrait, Set};
+use sea_orm::{ConnectionTrait, Database, EntityTrait, PaginatorTrait};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mqtt-supervisor");
 const DATALOGGERS: usize = 1000;
@@ -524,56 +525,18 @@ async fn seed_site(
     slug: &str,
     pattern: Option<&str>,
 ) -> i32 {
-    let now = Utc::now();
-    let site = site::ActiveModel {
-        name: Set(slug.into()),
-        slug: Set(slug.into()),
-        is_active: Set(true),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("site");
-    mqtt_connection::ActiveModel {
-        site_id: Set(site.id),
-        host: Set("127.0.0.1".into()),
-        port: Set(i32::from(port)),
-        username: Set(None),
-        password: Set(None),
-        client_id: Set(format!("bench-{slug}")),
-        use_tls: Set(false),
-        ca_file: Set(None),
-        keepalive_secs: Set(60),
-        clean_session: Set(false),
-        is_active: Set(pattern.is_some()),
-        status: Set("stopped".into()),
-        last_error: Set(None),
-        connected_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("connection");
-    if let Some(pattern) = pattern {
-        mqtt_topic::ActiveModel {
-            site_id: Set(site.id),
-            pattern: Set(pattern.into()),
-            parser: Set("datalogger_readings_v1".into()),
-            qos: Set(1),
-            is_active: Set(true),
-            priority: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(db)
+    let mut site = SiteSeed::new(slug, "127.0.0.1", port);
+    site.client_id = format!("bench-{slug}");
+    site.keepalive_secs = 60;
+    site.connection_active = pattern.is_some();
+    site.patterns = pattern
+        .map(|pattern| PatternSeed::active(pattern, "datalogger_readings_v1"))
+        .into_iter()
+        .collect();
+    seed::seed_site(db, &site)
         .await
-        .expect("topic");
-    }
-    site.id
+        .expect("seed the site")
+        .site_id
 }
 
 async fn wait_connected(

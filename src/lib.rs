@@ -3,17 +3,22 @@
 //! over a REST API, a WebSocket and the Devices page.
 
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod db;
+pub mod delivery;
 pub mod demo;
 pub mod entity;
+pub mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod parsers;
 pub mod pipeline;
+pub mod routing;
+pub mod seed;
 pub mod shutdown;
 pub mod state;
 pub mod supervisor;

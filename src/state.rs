@@ -1,18 +1,18 @@
-//! What every part of a running service shares: config, database, parsers, hub, supervisor handle,
-//! metrics and the shutdown token.
+//! What the edges people talk to (the HTTP API and browser sessions) share: config, database,
+//! parsers, the event hub, the supervisor handle, metrics, the job board and the shutdown token.
+//! Tasks below the edges (connections, writers, jobs) get only the handles they need.
 
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::events::Hub;
 use crate::jobs::JobBoard;
 use crate::metrics::Metrics;
-use crate::parsers::{LoadError, Registry};
+use crate::parsers::ParserStore;
 use crate::supervisor::SupervisorHandle;
-use crate::ws::Hub;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,36 +24,4 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub jobs: JobBoard,
     pub shutdown: CancellationToken,
-}
-
-/// The parser registry in force. Readers take a cheap snapshot; a reload swaps it whole, so a
-/// message is always parsed by one consistent registry.
-#[derive(Clone)]
-pub struct ParserStore {
-    current: Arc<RwLock<Arc<Registry>>>,
-}
-
-impl ParserStore {
-    pub fn new(registry: Registry) -> ParserStore {
-        ParserStore {
-            current: Arc::new(RwLock::new(Arc::new(registry))),
-        }
-    }
-
-    pub fn current(&self) -> Arc<Registry> {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Loads the folder again; on any error the registry in force stays as it was.
-    pub fn reload(&self, directory: &Path) -> Result<Arc<Registry>, Vec<LoadError>> {
-        let registry = Arc::new(Registry::load(directory)?);
-        match self.current.write() {
-            Ok(mut guard) => *guard = registry.clone(),
-            Err(poisoned) => *poisoned.into_inner() = registry.clone(),
-        }
-        Ok(registry)
-    }
 }

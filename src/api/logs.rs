@@ -13,6 +13,7 @@ use super::extract::{PathId, QueryParams};
 use super::pagination::Page;
 use crate::entity::{mqtt_connection_log, mqtt_parsing_log};
 use crate::pipeline::replay::{replay as replay_row, ReplayOutcome};
+use crate::pipeline::Limits;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -132,7 +133,14 @@ pub async fn replay(
             "parsing-log row {id} not found"
         )));
     };
-    Ok(Json(replay_row(&state, row).await?))
+    let limits = Limits {
+        max_payload_bytes: state.config.pipeline.max_payload_bytes,
+        sample_bytes: state.config.pipeline.sample_bytes,
+    };
+    let registry = state.parsers.current();
+    Ok(Json(
+        replay_row(&state.db, &state.hub, &registry, &limits, row).await?,
+    ))
 }
 
 #[cfg(test)]

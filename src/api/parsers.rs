@@ -15,7 +15,7 @@ use super::extract::ApiJson;
 use crate::entity::mqtt_topic;
 use crate::parsers::ParserInfo;
 use crate::pipeline::prepare::{parse_payload, Outcome};
-use crate::pipeline::route::TopicPattern;
+use crate::routing::TopicPattern;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Patch, PathId, QueryParams};
 use super::pagination::Page;
 use crate::entity::{mqtt_topic, site};
-use crate::pipeline::route::TopicPattern;
+use crate::routing::TopicPattern;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]

@@ -8,15 +8,17 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::cli::ServeArgs;
 use crate::config::Config;
-use crate::jobs::JobBoard;
+use crate::connection::ConnectionContext;
+use crate::events::Hub;
+use crate::jobs::{JobBoard, JobsContext};
 use crate::metrics::Metrics;
-use crate::parsers::Registry;
-use crate::pipeline::spawn_writer;
-use crate::state::{AppState, ParserStore};
-use crate::supervisor::SupervisorHandle;
-use crate::ws::Hub;
+use crate::parsers::{ParserStore, Registry};
+use crate::pipeline::{spawn_writer, Limits, WriterContext};
+use crate::state::AppState;
+use crate::supervisor::{SupervisorContext, SupervisorHandle};
 use crate::{api, db, jobs, shutdown, supervisor, telemetry};
 
 pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -98,9 +100,47 @@ pub async fn serve_http(
     state: AppState,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<ExitCode> {
-    let (writer, writer_task) = spawn_writer(state.clone());
-    let supervisor_task = tokio::spawn(supervisor::run(state.clone(), writer));
-    let scheduler = jobs::start(state.clone()).await?;
+    let config = &state.config;
+    let (writer, writer_task) = spawn_writer(WriterContext {
+        db: state.db.clone(),
+        hub: state.hub.clone(),
+        metrics: state.metrics.clone(),
+        config: config.pipeline.clone(),
+        parsing_error_events_per_minute: config.sentry.parsing_error_events_per_minute,
+        shutdown: state.shutdown.clone(),
+    });
+    let connections = ConnectionContext {
+        db: state.db.clone(),
+        hub: state.hub.clone(),
+        metrics: state.metrics.clone(),
+        parsers: state.parsers.clone(),
+        live: state.supervisor.live_connections(),
+        writer,
+        limits: Limits {
+            max_payload_bytes: config.pipeline.max_payload_bytes,
+            sample_bytes: config.pipeline.sample_bytes,
+        },
+        reconnect: Backoff::new(
+            Duration::from_millis(config.supervisor.backoff_initial_ms),
+            Duration::from_secs(config.supervisor.backoff_max_secs),
+        ),
+        inflight: config.supervisor.inflight,
+    };
+    let supervisor_task = tokio::spawn(supervisor::run(SupervisorContext {
+        db: state.db.clone(),
+        handle: state.supervisor.clone(),
+        metrics: state.metrics.clone(),
+        reconcile_every: Duration::from_secs(config.supervisor.reconcile_secs),
+        connections,
+        shutdown: state.shutdown.clone(),
+    }));
+    let scheduler = jobs::start(JobsContext {
+        db: state.db.clone(),
+        hub: state.hub.clone(),
+        config: config.jobs.clone(),
+        board: state.jobs.clone(),
+    })
+    .await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "HTTP API and Devices page listening");
     println!("listening on http://{address}");

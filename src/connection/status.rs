@@ -6,12 +6,11 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 
+use super::{ConnectionContext, LiveConnection};
 use crate::entity::{mqtt_connection, mqtt_connection_log};
+use crate::events::Event;
 use crate::metrics::StatusLabels;
-use crate::state::AppState;
-use crate::supervisor::LiveConnection;
 use crate::telemetry::CONNECTION_TARGET;
-use crate::ws::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,7 +67,7 @@ pub fn decide(
 
 /// One per connection task.
 pub struct StatusReporter {
-    state: AppState,
+    context: ConnectionContext,
     site_id: i32,
     connection_id: i32,
     last: Option<(ConnectionStatus, Option<String>)>,
@@ -76,9 +75,9 @@ pub struct StatusReporter {
 }
 
 impl StatusReporter {
-    pub fn new(state: AppState, site_id: i32, connection_id: i32) -> StatusReporter {
+    pub fn new(context: ConnectionContext, site_id: i32, connection_id: i32) -> StatusReporter {
         StatusReporter {
-            state,
+            context,
             site_id,
             connection_id,
             last: None,
@@ -137,7 +136,7 @@ impl StatusReporter {
             }
         }
 
-        let metrics = &self.state.metrics;
+        let metrics = &self.context.metrics;
         if let Some(previous) = previous {
             metrics
                 .connections
@@ -155,9 +154,9 @@ impl StatusReporter {
                 .inc();
         }
         if status == ConnectionStatus::Stopped {
-            self.state.supervisor.forget(site_id);
+            self.context.live.forget(site_id);
         } else {
-            self.state.supervisor.set_live(LiveConnection {
+            self.context.live.set(LiveConnection {
                 site_id,
                 connection_id,
                 status,
@@ -183,7 +182,7 @@ impl StatusReporter {
         if status == ConnectionStatus::Connected {
             update = update.col_expr(mqtt_connection::Column::ConnectedAt, Expr::value(now));
         }
-        if let Err(db_error) = update.exec(&self.state.db).await {
+        if let Err(db_error) = update.exec(&self.context.db).await {
             tracing::warn!(target: CONNECTION_TARGET, site_id, %db_error, "cannot store the connection status");
         }
         let log = mqtt_connection_log::ActiveModel {
@@ -193,11 +192,11 @@ impl StatusReporter {
             created_at: Set(now),
             ..Default::default()
         };
-        if let Err(db_error) = log.insert(&self.state.db).await {
+        if let Err(db_error) = log.insert(&self.context.db).await {
             tracing::warn!(target: CONNECTION_TARGET, site_id, %db_error, "cannot store the connection log row");
         }
 
-        self.state.hub.send(&Event::ConnectionStatus {
+        self.context.hub.send(&Event::ConnectionStatus {
             site_id,
             status: status.as_str().to_string(),
             last_error: error,

@@ -9,13 +9,25 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use sea_orm::DatabaseConnection;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 pub use board::{JobBoard, JobStatus};
 pub use offline::mark_offline;
 pub use retention::purge;
 
-use crate::state::AppState;
+use crate::config::JobsConfig;
+use crate::events::Hub;
+
+/// What the jobs need.
+#[derive(Clone)]
+pub struct JobsContext {
+    pub db: DatabaseConnection,
+    pub hub: Hub,
+    pub config: JobsConfig,
+    /// Where each run's outcome is kept.
+    pub board: JobBoard,
+}
 
 pub struct Jobs {
     scheduler: JobScheduler,
@@ -31,33 +43,35 @@ pub struct ScheduleError {
 
 type JobFuture = Pin<Box<dyn Future<Output = Result<String, sea_orm::DbErr>> + Send>>;
 
-pub async fn start(state: AppState) -> Result<Jobs, ScheduleError> {
+pub async fn start(context: JobsContext) -> Result<Jobs, ScheduleError> {
     let scheduler = JobScheduler::new().await.map_err(|source| ScheduleError {
         name: "scheduler",
         schedule: String::new(),
         source,
     })?;
-    let offline_state = state.clone();
+    let offline = context.clone();
     add(
         &scheduler,
-        &state,
+        &context.board,
         "offline_detection",
-        state.config.jobs.offline_check_cron.clone(),
+        context.config.offline_check_cron.clone(),
         Arc::new(move || -> JobFuture {
-            let state = offline_state.clone();
-            Box::pin(async move { mark_offline(&state).await })
+            let context = offline.clone();
+            Box::pin(async move {
+                mark_offline(&context.db, &context.hub, context.config.offline_after_secs).await
+            })
         }),
     )
     .await?;
-    let retention_state = state.clone();
+    let retention = context.clone();
     add(
         &scheduler,
-        &state,
+        &context.board,
         "retention_purge",
-        state.config.jobs.retention_cron.clone(),
+        context.config.retention_cron.clone(),
         Arc::new(move || -> JobFuture {
-            let state = retention_state.clone();
-            Box::pin(async move { purge(&state).await })
+            let context = retention.clone();
+            Box::pin(async move { purge(&context.db, &context.config).await })
         }),
     )
     .await?;
@@ -71,12 +85,12 @@ pub async fn start(state: AppState) -> Result<Jobs, ScheduleError> {
 
 async fn add(
     scheduler: &JobScheduler,
-    state: &AppState,
+    board: &JobBoard,
     name: &'static str,
     schedule: String,
     work: Arc<dyn Fn() -> JobFuture + Send + Sync>,
 ) -> Result<(), ScheduleError> {
-    let board = state.jobs.clone();
+    let board = board.clone();
     board.register(name, &schedule);
     let job = Job::new_async(schedule.as_str(), move |_, _| {
         let board = board.clone();

@@ -3,11 +3,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::entity::{datalogger, gateway};
-use crate::state::AppState;
-use crate::ws::Event;
+use crate::events::{Event, Hub};
 
 /// The moment before which "last seen" means offline.
 pub fn offline_cutoff(now: DateTime<Utc>, offline_after_secs: u64) -> DateTime<Utc> {
@@ -18,17 +17,21 @@ pub fn offline_cutoff(now: DateTime<Utc>, offline_after_secs: u64) -> DateTime<U
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-pub async fn mark_offline(state: &AppState) -> Result<String, DbErr> {
-    let cutoff = offline_cutoff(Utc::now(), state.config.jobs.offline_after_secs);
+pub async fn mark_offline(
+    db: &DatabaseConnection,
+    hub: &Hub,
+    offline_after_secs: u64,
+) -> Result<String, DbErr> {
+    let cutoff = offline_cutoff(Utc::now(), offline_after_secs);
     let silent_dataloggers = datalogger::Entity::find()
         .filter(datalogger::Column::IsOnline.eq(true))
         .filter(datalogger::Column::LastSeen.lt(cutoff))
-        .all(&state.db)
+        .all(db)
         .await?;
     let silent_gateways = gateway::Entity::find()
         .filter(gateway::Column::IsOnline.eq(true))
         .filter(gateway::Column::LastSeen.lt(cutoff))
-        .all(&state.db)
+        .all(db)
         .await?;
     if silent_dataloggers.is_empty() && silent_gateways.is_empty() {
         return Ok("nothing went silent".into());
@@ -38,17 +41,17 @@ pub async fn mark_offline(state: &AppState) -> Result<String, DbErr> {
         .col_expr(datalogger::Column::IsOnline, Expr::value(false))
         .filter(datalogger::Column::Id.is_in(silent_dataloggers.iter().map(|row| row.id)))
         .filter(datalogger::Column::LastSeen.lt(cutoff))
-        .exec(&state.db)
+        .exec(db)
         .await?;
     gateway::Entity::update_many()
         .col_expr(gateway::Column::IsOnline, Expr::value(false))
         .filter(gateway::Column::Id.is_in(silent_gateways.iter().map(|row| row.id)))
         .filter(gateway::Column::LastSeen.lt(cutoff))
-        .exec(&state.db)
+        .exec(db)
         .await?;
 
     for row in &silent_gateways {
-        state.hub.send(&Event::GatewayUpdate {
+        hub.send(&Event::GatewayUpdate {
             site_id: row.site_id,
             gateway: row.identifier.clone(),
             is_online: false,
@@ -59,11 +62,11 @@ pub async fn mark_offline(state: &AppState) -> Result<String, DbErr> {
     if !silent_dataloggers.is_empty() {
         let gateways = gateway::Entity::find()
             .filter(gateway::Column::Id.is_in(silent_dataloggers.iter().map(|row| row.gateway_id)))
-            .all(&state.db)
+            .all(db)
             .await?;
         for row in &silent_dataloggers {
             if let Some(owner) = gateways.iter().find(|gateway| gateway.id == row.gateway_id) {
-                state.hub.send(&Event::DataloggerUpdate {
+                hub.send(&Event::DataloggerUpdate {
                     site_id: owner.site_id,
                     gateway: owner.identifier.clone(),
                     datalogger: row.identifier.clone(),

@@ -8,8 +8,8 @@ use sea_orm::{
     Statement,
 };
 
+use crate::config::JobsConfig;
 use crate::entity::{discovered_topic, mqtt_connection_log, mqtt_parsing_log, sensor_reading};
-use crate::state::AppState;
 
 /// Zero days means "keep forever".
 pub fn retention_cutoff(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
@@ -46,23 +46,23 @@ async fn delete_readings_before(
         .rows_affected)
 }
 
-pub async fn purge(state: &AppState) -> Result<String, DbErr> {
+pub async fn purge(db: &DatabaseConnection, config: &JobsConfig) -> Result<String, DbErr> {
     let now = Utc::now();
     let mut readings = 0;
-    if let Some(cutoff) = retention_cutoff(now, state.config.jobs.reading_retention_days) {
-        readings = delete_readings_before(&state.db, cutoff).await?;
+    if let Some(cutoff) = retention_cutoff(now, config.reading_retention_days) {
+        readings = delete_readings_before(db, cutoff).await?;
     }
     let mut logs = 0;
     let mut samples = 0;
-    if let Some(cutoff) = retention_cutoff(now, state.config.jobs.log_retention_days) {
+    if let Some(cutoff) = retention_cutoff(now, config.log_retention_days) {
         logs += mqtt_connection_log::Entity::delete_many()
             .filter(mqtt_connection_log::Column::CreatedAt.lt(cutoff))
-            .exec(&state.db)
+            .exec(db)
             .await?
             .rows_affected;
         logs += mqtt_parsing_log::Entity::delete_many()
             .filter(mqtt_parsing_log::Column::CreatedAt.lt(cutoff))
-            .exec(&state.db)
+            .exec(db)
             .await?
             .rows_affected;
         samples = discovered_topic::Entity::update_many()
@@ -72,7 +72,7 @@ pub async fn purge(state: &AppState) -> Result<String, DbErr> {
             )
             .filter(discovered_topic::Column::LastSeen.lt(cutoff))
             .filter(discovered_topic::Column::LastPayload.is_not_null())
-            .exec(&state.db)
+            .exec(db)
             .await?
             .rows_affected;
     }

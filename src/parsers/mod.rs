@@ -6,11 +6,13 @@ mod declarative;
 mod flat_telemetry;
 mod gateway_status_v1;
 mod plain_json;
+mod store;
 
 pub use datalogger_readings_v1::DataloggerReadingsV1;
 pub use declarative::DeclarativeParser;
 pub use flat_telemetry::FlatTelemetry;
 pub use gateway_status_v1::GatewayStatusV1;
+pub use store::ParserStore;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::persist::{Name, Names};
+use super::names::{Name, Names};
 use super::Prepared;
 
 #[derive(Debug, Clone, PartialEq)]

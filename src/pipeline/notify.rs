@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
-use crate::ws::{Event, SensorUpdate};
+use crate::events::{Event, SensorUpdate};
 
-use super::persist::{DataloggerKey, Name, Names, SensorKey};
+use super::names::{DataloggerKey, Name, Names, SensorKey};
 use super::{Outcome, Prepared};
 
 /// Builds the events of a committed batch; `sensor_ids` gives each stored sensor's row id and

@@ -5,90 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::route::{Route, RouteMatch, Router, TopicPattern};
-use crate::connection::Ack;
+use crate::delivery::Ack;
 use crate::parsers::{decode_payload, BytesInput, ParseInput, ParseOutput, Registry};
-use crate::supervisor::TopicSpec;
-
-/// A site's patterns, ready for subscribing (all of them) and matching (the active ones).
-#[derive(Debug, Default)]
-pub struct SiteRoutes {
-    pub router: Router,
-    /// Subscription filters with the highest QoS any pattern asks for on that filter.
-    pub filters: Vec<(String, u8)>,
-    /// Patterns in the database that do not parse; skipped, reported once per change.
-    pub invalid: Vec<(i32, String)>,
-}
-
-impl SiteRoutes {
-    pub fn build(topics: &[TopicSpec]) -> SiteRoutes {
-        let mut routes = Vec::new();
-        let mut filters: Vec<(String, u8)> = Vec::new();
-        let mut invalid = Vec::new();
-        for topic in topics {
-            match TopicPattern::parse(&topic.pattern) {
-                Ok(pattern) => {
-                    let filter = pattern.subscription_filter();
-                    match filters.iter_mut().find(|(existing, _)| *existing == filter) {
-                        Some((_, qos)) => *qos = (*qos).max(topic.qos),
-                        None => filters.push((filter, topic.qos.min(2))),
-                    }
-                    if topic.is_active {
-                        routes.push(Route {
-                            topic_id: topic.id,
-                            pattern,
-                            parser: topic.parser.as_str().into(),
-                            priority: topic.priority,
-                        });
-                    }
-                }
-                Err(error) => invalid.push((topic.id, format!("{}: {error}", topic.pattern))),
-            }
-        }
-        SiteRoutes {
-            router: Router::new(routes),
-            filters,
-            invalid,
-        }
-    }
-}
-
-/// Topics remembered by a `RouteCache`, and the bytes of their names, before it starts afresh:
-/// a flood of unique topics must not grow it without end.
-const ROUTE_CACHE_TOPICS: usize = 4096;
-const ROUTE_CACHE_BYTES: usize = 1 << 20;
-
-/// Route matches of recent topics. Devices publish to the same topics over and over, so a topic
-/// is matched against the trie (and its captures copied out) once, and then found with one hash
-/// lookup. Belongs to one `Router`: clear it when the routes change.
-#[derive(Debug, Default)]
-pub struct RouteCache {
-    matches: foldhash::HashMap<Box<str>, Option<Arc<RouteMatch>>>,
-    topic_bytes: usize,
-}
-
-impl RouteCache {
-    /// The best route for `topic`, as `router.route` finds it.
-    pub fn route(&mut self, router: &Router, topic: &str) -> Option<Arc<RouteMatch>> {
-        if let Some(known) = self.matches.get(topic) {
-            return known.clone();
-        }
-        let matched = router.route(topic).map(Arc::new);
-        if self.matches.len() >= ROUTE_CACHE_TOPICS
-            || self.topic_bytes + topic.len() > ROUTE_CACHE_BYTES
-        {
-            self.clear();
-        }
-        self.topic_bytes += topic.len();
-        self.matches.insert(topic.into(), matched.clone());
-        matched
-    }
-
-    pub fn clear(&mut self) {
-        self.matches.clear();
-        self.topic_bytes = 0;
-    }
-}
+use crate::routing::RouteMatch;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -218,6 +137,7 @@ pub fn parse_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::{SiteRoutes, TopicSpec};
 
     fn spec(id: i32, pattern: &str, parser: &str) -> TopicSpec {
         TopicSpec {
@@ -298,64 +218,5 @@ mod tests {
             Outcome::Failed { error } => assert!(error.contains("gone_v9")),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn invalid_stored_patterns_are_skipped_and_filters_deduplicated() {
-        let routes = SiteRoutes::build(&[
-            spec(1, "a/{x}", "flat_telemetry"),
-            spec(2, "a/+", "flat_telemetry"),
-            spec(3, "a/#/b", "flat_telemetry"),
-        ]);
-        assert_eq!(routes.filters, vec![("a/+".to_string(), 1)]);
-        assert_eq!(routes.invalid.len(), 1);
-    }
-
-    #[test]
-    fn inactive_patterns_subscribe_but_do_not_route() {
-        let mut inactive = spec(1, "a/#", "flat_telemetry");
-        inactive.is_active = false;
-        let routes = SiteRoutes::build(&[inactive]);
-        assert_eq!(routes.filters, vec![("a/#".to_string(), 1)]);
-        assert!(routes.router.route("a/b").is_none());
-    }
-
-    #[test]
-    fn the_route_cache_answers_as_the_router_does() {
-        let routes = SiteRoutes::build(&[
-            spec(1, "a/{gateway}/+", "flat_telemetry"),
-            spec(2, "a/x/#", "flat_telemetry"),
-        ]);
-        let mut cache = RouteCache::default();
-        for topic in ["a/g/1", "a/x/1", "a/x/1/2", "b/c", "a/g/1", "b/c", "$SYS/a"] {
-            let expected = routes.router.route(topic);
-            assert_eq!(
-                cache.route(&routes.router, topic).as_deref(),
-                expected.as_ref()
-            );
-            // The second answer comes from the cache.
-            assert_eq!(
-                cache.route(&routes.router, topic).as_deref(),
-                expected.as_ref()
-            );
-        }
-        assert_eq!(cache.matches.len(), 5);
-    }
-
-    #[test]
-    fn the_route_cache_starts_afresh_when_full() {
-        let routes = SiteRoutes::build(&[spec(1, "a/{x}", "flat_telemetry")]);
-        let mut cache = RouteCache::default();
-        for n in 0..ROUTE_CACHE_TOPICS + 10 {
-            let topic = format!("a/{n}");
-            let matched = cache.route(&routes.router, &topic).expect("matches");
-            assert_eq!(matched.captures["x"], n.to_string());
-        }
-        assert_eq!(cache.matches.len(), 10);
-        let long = format!("a/{}", "x".repeat(ROUTE_CACHE_BYTES / 2));
-        cache.route(&routes.router, &long);
-        cache.route(&routes.router, &format!("{long}y"));
-        assert!(cache.topic_bytes <= ROUTE_CACHE_BYTES);
-        assert_eq!(cache.matches.len(), 1);
     }
 }

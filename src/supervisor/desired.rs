@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
-use super::diff::{DesiredClient, TopicSpec};
+use super::diff::DesiredClient;
 use crate::connection::ConnectionSettings;
 use crate::entity::{mqtt_connection, mqtt_topic, site};
+use crate::routing::TopicSpec;
 use crate::telemetry::CONNECTION_TARGET;
 
 pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient>, DbErr> {
@@ -34,14 +35,7 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient
         topics_by_site
             .entry(topic.site_id)
             .or_default()
-            .push(TopicSpec {
-                id: topic.id,
-                pattern: topic.pattern,
-                parser: topic.parser,
-                qos: u8::try_from(topic.qos.clamp(0, 2)).unwrap_or(1),
-                priority: topic.priority,
-                is_active: topic.is_active,
-            });
+            .push(TopicSpec::from(topic));
     }
     let mut desired = BTreeMap::new();
     for row in connections {

@@ -4,18 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::connection::ConnectionSettings;
-
-/// An active topic pattern as the client needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicSpec {
-    pub id: i32,
-    pub pattern: String,
-    pub parser: String,
-    pub qos: u8,
-    pub priority: i32,
-    /// Inactive patterns are still subscribed, so their topics are discovered, but not parsed.
-    pub is_active: bool,
-}
+use crate::routing::TopicSpec;
 
 /// A client that should run: an active connection of an active site.
 #[derive(Debug, Clone, PartialEq, Eq)]

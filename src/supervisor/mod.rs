@@ -9,13 +9,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use diff::{plan, Action, DesiredClient, RunningView, TopicSpec};
-pub use handle::{LiveConnection, SupervisorHandle};
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 
-use crate::connection::{self, ClientHandle, ConnectionSettings};
-use crate::pipeline::{SiteRoutes, WriterHandle};
-use crate::state::AppState;
+pub use diff::{plan, Action, DesiredClient, RunningView};
+pub use handle::SupervisorHandle;
+
+use crate::connection::{self, ClientHandle, ConnectionContext, ConnectionSettings};
+use crate::metrics::Metrics;
+use crate::routing::{SiteRoutes, TopicSpec};
 use crate::telemetry::CONNECTION_TARGET;
+
+/// What the reconcile loop needs.
+pub struct SupervisorContext {
+    pub db: DatabaseConnection,
+    pub handle: SupervisorHandle,
+    pub metrics: Arc<Metrics>,
+    pub reconcile_every: Duration,
+    /// Handed to every connection it starts.
+    pub connections: ConnectionContext,
+    pub shutdown: CancellationToken,
+}
 
 struct RunningClient {
     settings: ConnectionSettings,
@@ -24,27 +38,26 @@ struct RunningClient {
 }
 
 /// Runs until the shutdown token fires, then stops every client and waits for them.
-pub async fn run(state: AppState, writer: WriterHandle) {
-    if let Err(error) = desired::reset_statuses(&state.db).await {
+pub async fn run(context: SupervisorContext) {
+    if let Err(error) = desired::reset_statuses(&context.db).await {
         tracing::warn!(target: CONNECTION_TARGET, %error, "cannot reset stale connection statuses");
     }
     let mut running: BTreeMap<i32, RunningClient> = BTreeMap::new();
-    let mut ticker =
-        tokio::time::interval(Duration::from_secs(state.config.supervisor.reconcile_secs));
+    let mut ticker = tokio::time::interval(context.reconcile_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => break,
+            _ = context.shutdown.cancelled() => break,
             _ = ticker.tick() => {}
-            _ = state.supervisor.woken() => {}
+            _ = context.handle.woken() => {}
         }
         let started = Instant::now();
-        let outcome = reconcile(&state, &writer, &mut running).await;
-        state
+        let outcome = reconcile(&context, &mut running).await;
+        context
             .metrics
             .reconcile_seconds
             .observe(started.elapsed().as_secs_f64());
-        state.metrics.running_clients.set(running.len() as i64);
+        context.metrics.running_clients.set(running.len() as i64);
         match outcome {
             Ok(actions) if actions > 0 => tracing::info!(
                 target: CONNECTION_TARGET,
@@ -68,11 +81,10 @@ pub async fn run(state: AppState, writer: WriterHandle) {
 
 /// One pass; returns how many actions it took.
 async fn reconcile(
-    state: &AppState,
-    writer: &WriterHandle,
+    context: &SupervisorContext,
     running: &mut BTreeMap<i32, RunningClient>,
 ) -> Result<usize, sea_orm::DbErr> {
-    let desired = desired::load(&state.db).await?;
+    let desired = desired::load(&context.db).await?;
     let actions = {
         let views: BTreeMap<i32, RunningView<'_>> = running
             .iter()
@@ -108,12 +120,11 @@ async fn reconcile(
                 if let Some(wanted) = desired.get(site_id) {
                     let routes = Arc::new(SiteRoutes::build(&wanted.topics));
                     let handle = connection::spawn(
-                        state.clone(),
-                        writer.clone(),
+                        context.connections.clone(),
                         *site_id,
                         wanted.settings.clone(),
                         routes,
-                        &state.shutdown,
+                        &context.shutdown,
                     );
                     running.insert(
                         *site_id,

@@ -1,10 +1,6 @@
-//! The WebSocket hub: one broadcast of typed events, fanned out to browsers without ever blocking
-//! the producers.
+//! Browser sessions on `/ws`: each reads the event hub, narrowed to one site on request, and is
+//! dropped when it falls too far behind, so producers never wait on a slow browser.
 
-mod events;
-mod hub;
 mod session;
 
-pub use events::{Event, SensorUpdate};
-pub use hub::{Hub, Published};
 pub use session::handle_socket;

@@ -21,10 +21,10 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Published;
 use crate::api::connections::{find_by_site, ConnectionResponse};
 use crate::api::devices::load_devices;
 use crate::entity::site;
+use crate::events::Published;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -337,7 +337,7 @@ mod tests {
     use tokio_util::sync::{PollSendError, PollSender};
 
     use super::*;
-    use crate::ws::{Event, Hub};
+    use crate::events::{Event, Hub};
 
     /// A socket made of two channels: what the "browser" sends, and what it is sent.
     struct ChannelSocket {

@@ -587,43 +587,31 @@ pub async fn insert_site(
     active: bool,
     credentials: Option<(&str, &str)>,
 ) -> (i32, i32) {
-    use mqtt_supervisor::entity::{mqtt_connection, site};
-    use sea_orm::{ActiveModelTrait, Set};
-    let now = chrono::Utc::now();
+    let seeded = seed_test_site(db, port, active, credentials, &[]).await;
+    (seeded.site_id, seeded.connection_id)
+}
+
+/// A uniquely named site on the broker at `port` with `patterns` as (pattern, parser), through
+/// the same seeding the demo and the benchmark use.
+pub async fn seed_test_site(
+    db: &sea_orm::DatabaseConnection,
+    port: u16,
+    active: bool,
+    credentials: Option<(&str, &str)>,
+    patterns: &[(&str, &str)],
+) -> mqtt_supervisor::seed::SeededSite {
+    use mqtt_supervisor::seed::{seed_site, PatternSeed, SiteSeed};
     let slug = unique_name("site").replace('_', "-");
-    let site = site::ActiveModel {
-        name: Set(slug.clone()),
-        slug: Set(slug.clone()),
-        is_active: Set(true),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("insert site");
-    let connection = mqtt_connection::ActiveModel {
-        site_id: Set(site.id),
-        host: Set("127.0.0.1".into()),
-        port: Set(i32::from(port)),
-        username: Set(credentials.map(|(user, _)| user.to_string())),
-        password: Set(credentials.map(|(_, password)| password.to_string())),
-        client_id: Set(unique_name("supervisor")),
-        use_tls: Set(false),
-        ca_file: Set(None),
-        keepalive_secs: Set(10),
-        clean_session: Set(false),
-        is_active: Set(active),
-        status: Set("stopped".into()),
-        last_error: Set(None),
-        connected_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("insert connection");
-    (site.id, connection.id)
+    let mut site = SiteSeed::new(&slug, "127.0.0.1", port);
+    site.client_id = unique_name("supervisor");
+    site.credentials = credentials.map(|(user, password)| (user.to_string(), password.to_string()));
+    site.keepalive_secs = 10;
+    site.connection_active = active;
+    site.patterns = patterns
+        .iter()
+        .map(|(pattern, parser)| PatternSeed::active(pattern, parser))
+        .collect();
+    seed_site(db, &site).await.expect("seed the site")
 }
 
 pub async fn insert_topic(
@@ -816,25 +804,8 @@ pub async fn ingesting_site(
     let broker = PrivateBroker::start();
     let service = Service::start_with(database, options);
     let db = database.connect().await;
-    // Switched on only once its topics are in: a reconcile pass between the two inserts would
-    // start the client with no subscriptions, and the next pass (a second later) would subscribe
-    // after the first message had come and gone.
-    let (site_id, connection_id) = insert_site(&db, broker.port, false, None).await;
-    for (pattern, parser) in patterns {
-        insert_topic(&db, site_id, pattern, parser).await;
-    }
-    {
-        use mqtt_supervisor::entity::mqtt_connection;
-        use sea_orm::{ActiveModelTrait, Set};
-        mqtt_connection::ActiveModel {
-            id: Set(connection_id),
-            is_active: Set(true),
-            ..Default::default()
-        }
-        .update(&db)
-        .await
-        .expect("switch the connection on");
-    }
+    let seeded = seed_test_site(&db, broker.port, true, None, patterns).await;
+    let (site_id, connection_id) = (seeded.site_id, seeded.connection_id);
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
     // The subscription follows the connect; give it a moment before publishing.
     tokio::time::sleep(Duration::from_millis(500)).await;

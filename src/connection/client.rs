@@ -1,4 +1,8 @@
-//! Acknowledgements on their way to the broker, written without ever holding up reading.
+//! The MQTT client as a connection task uses it: the one place that reaches into rumqttc's
+//! internals (its network, session state and queued events), kept next to the raw-socket test
+//! that pins down how they behave. Pin the rumqttc version when upgrading.
+//!
+//! Acknowledgements are written here without ever holding up reading.
 //!
 //! A broker may take acknowledgements far more slowly than it delivers messages: Mosquitto reads
 //! one packet per connection per pass of its event loop, so while many publishers flood it, the
@@ -16,9 +20,117 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use prometheus_client::metrics::gauge::Gauge;
-use rumqttc::{ConnectionError, Event, EventLoop, StateError};
+use rumqttc::{
+    AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions,
+    Packet, PubAck, PubRec, Publish, QoS, StateError, SubscribeFilter,
+};
 
-use super::Acknowledgement;
+use crate::delivery::Acknowledgement;
+
+/// What acknowledges this message; one at QoS 0 needs none.
+pub fn acknowledgement_of(publish: &Publish) -> Option<Acknowledgement> {
+    match publish.qos {
+        QoS::AtMostOnce => None,
+        QoS::AtLeastOnce => Some(Acknowledgement::PubAck(publish.pkid)),
+        QoS::ExactlyOnce => Some(Acknowledgement::PubRec(publish.pkid)),
+    }
+}
+
+fn packet(acknowledgement: Acknowledgement) -> Packet {
+    match acknowledgement {
+        Acknowledgement::PubAck(pkid) => Packet::PubAck(PubAck::new(pkid)),
+        Acknowledgement::PubRec(pkid) => Packet::PubRec(PubRec::new(pkid)),
+    }
+}
+
+/// One broker session's client: requests (subscriptions), events and acknowledgements.
+pub struct Client {
+    requests: AsyncClient,
+    event_loop: EventLoop,
+    acks: OutgoingAcks,
+    /// A connection that neither reads nor takes our acknowledgements for this long is dead.
+    stuck_after: Duration,
+}
+
+impl Client {
+    /// `request_capacity` bounds the queue of requests (subscriptions) to the client.
+    pub fn new(options: MqttOptions, request_capacity: usize, waiting_gauge: Gauge) -> Client {
+        let (requests, mut event_loop) = AsyncClient::new(options, request_capacity);
+        let mut network_options = NetworkOptions::new();
+        network_options.set_tcp_send_buffer_size(SEND_BUFFER_BYTES);
+        event_loop.set_network_options(network_options);
+        let stuck_after = match event_loop.mqtt_options.keep_alive() {
+            keep_alive if keep_alive.is_zero() => Duration::from_secs(60),
+            keep_alive => keep_alive * 2,
+        };
+        Client {
+            requests,
+            event_loop,
+            acks: OutgoingAcks::new(waiting_gauge),
+            stuck_after,
+        }
+    }
+
+    /// The next event of the session; see [`OutgoingAcks::next_event`].
+    pub async fn next_event(&mut self) -> Result<Event, ConnectionError> {
+        self.acks
+            .next_event(&mut self.event_loop, self.stuck_after)
+            .await
+    }
+
+    /// The next `Publish` the client has already read, if that is what comes next. The client
+    /// reads packets in bunches and hands them out one `poll` at a time; taking the rest of a
+    /// bunch here spares a round through the connection task's `select!` per message.
+    pub fn next_read_publish(&mut self) -> Option<Publish> {
+        let events = &mut self.event_loop.state.events;
+        if !matches!(events.front(), Some(Event::Incoming(Packet::Publish(_)))) {
+            return None;
+        }
+        match events.pop_front() {
+            Some(Event::Incoming(Packet::Publish(publish))) => Some(publish),
+            _ => None,
+        }
+    }
+
+    pub fn push_acknowledgement(&mut self, acknowledgement: Acknowledgement) {
+        self.acks.push(acknowledgement);
+    }
+
+    /// Writes waiting acknowledgements as far as the socket takes them at once.
+    pub async fn write_acknowledgements(&mut self) -> Result<(), StateError> {
+        self.acks.write(&mut self.event_loop).await
+    }
+
+    /// The session they belonged to is gone; the broker delivers those messages again.
+    pub fn forget_acknowledgements(&mut self) {
+        self.acks.clear();
+    }
+
+    pub fn subscribe(&self, filters: Vec<SubscribeFilter>) -> Result<(), ClientError> {
+        self.requests.try_subscribe_many(filters)
+    }
+
+    pub fn unsubscribe(&self, filter: String) -> Result<(), ClientError> {
+        self.requests.try_unsubscribe(filter)
+    }
+
+    /// At shutdown: sends the acknowledgements of what was committed (waiting up to 2 s for the
+    /// socket), then disconnects on purpose, so the broker does not publish our will.
+    pub async fn close(mut self) {
+        self.acks
+            .finish(&mut self.event_loop, Duration::from_secs(2))
+            .await;
+        let _ = self.requests.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Ok(event) = self.event_loop.poll().await {
+                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
 
 /// At most this many acknowledgements enter the client's write buffer at once. At four bytes
 /// each the buffer stays under its 8 KiB back-pressure mark, above which adding a packet would
@@ -32,10 +144,10 @@ const _: () = assert!(BUNCH * 4 <= 4 * 1024);
 /// ping waits for room in it (and gives up on the connection after a few seconds), and the
 /// kernel signals room only once half of the queued bytes have gone. Acknowledgements beyond it
 /// wait in [`OutgoingAcks`], four bytes each on the wire.
-pub const SEND_BUFFER_BYTES: u32 = 64 * 1024;
+const SEND_BUFFER_BYTES: u32 = 64 * 1024;
 
 #[derive(Debug, Default)]
-pub struct OutgoingAcks {
+struct OutgoingAcks {
     waiting: VecDeque<Acknowledgement>,
     /// Some of ours are in the client's write buffer and the socket has not taken them yet.
     flushing: bool,
@@ -50,20 +162,20 @@ enum Progress {
 }
 
 impl OutgoingAcks {
-    pub fn new(waiting_gauge: Gauge) -> OutgoingAcks {
+    fn new(waiting_gauge: Gauge) -> OutgoingAcks {
         OutgoingAcks {
             waiting_gauge,
             ..OutgoingAcks::default()
         }
     }
 
-    pub fn push(&mut self, acknowledgement: Acknowledgement) {
+    fn push(&mut self, acknowledgement: Acknowledgement) {
         self.waiting.push_back(acknowledgement);
     }
 
     /// Forgets everything: the session they belonged to is gone, and the broker delivers those
     /// messages again to the next one.
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.waiting.clear();
         self.flushing = false;
         self.waiting.shrink_to(BUNCH);
@@ -72,7 +184,7 @@ impl OutgoingAcks {
 
     /// Moves waiting acknowledgements into the client's write buffer, a bunch at a time, as long
     /// as the socket takes each bunch at once. Never waits for the socket.
-    pub async fn write(&mut self, event_loop: &mut EventLoop) -> Result<(), StateError> {
+    async fn write(&mut self, event_loop: &mut EventLoop) -> Result<(), StateError> {
         while !self.flushing && !self.waiting.is_empty() {
             let Some(network) = event_loop.network.as_mut() else {
                 self.clear();
@@ -84,7 +196,7 @@ impl OutgoingAcks {
                 // acknowledgement it sends, it would only queue an `Outgoing` event for each,
                 // and every event costs the connection task a round of its loop.
                 // Below the back-pressure mark this only encodes into the buffer.
-                network.write(acknowledgement.packet()).await?;
+                network.write(packet(acknowledgement)).await?;
             }
             match network.flush().now_or_never() {
                 Some(result) => result?,
@@ -104,7 +216,7 @@ impl OutgoingAcks {
     /// (the client's own `poll` would wait for the flush first) and finishes the flush whenever
     /// the socket has room. Without progress on either for `stuck_after`, the connection is
     /// given up, as the client gives up one whose flush does not finish.
-    pub async fn next_event(
+    async fn next_event(
         &mut self,
         event_loop: &mut EventLoop,
         stuck_after: Duration,
@@ -158,7 +270,7 @@ impl OutgoingAcks {
     }
 
     /// At shutdown: writes what waits and waits up to `within` for the socket to take it.
-    pub async fn finish(&mut self, event_loop: &mut EventLoop, within: Duration) {
+    async fn finish(&mut self, event_loop: &mut EventLoop, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if self.write(event_loop).await.is_err() || !self.flushing {
@@ -178,6 +290,33 @@ impl OutgoingAcks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn publish(qos: QoS, pkid: u16) -> Publish {
+        let mut publish = Publish::new("t", qos, Vec::new());
+        publish.pkid = pkid;
+        publish
+    }
+
+    #[test]
+    fn each_quality_of_service_gets_its_own_acknowledgement() {
+        assert_eq!(acknowledgement_of(&publish(QoS::AtMostOnce, 0)), None);
+        assert_eq!(
+            acknowledgement_of(&publish(QoS::AtLeastOnce, 7)),
+            Some(Acknowledgement::PubAck(7))
+        );
+        assert_eq!(
+            acknowledgement_of(&publish(QoS::ExactlyOnce, 8)),
+            Some(Acknowledgement::PubRec(8))
+        );
+        assert_eq!(
+            packet(Acknowledgement::PubAck(7)),
+            Packet::PubAck(PubAck::new(7))
+        );
+        assert_eq!(
+            packet(Acknowledgement::PubRec(8)),
+            Packet::PubRec(PubRec::new(8))
+        );
+    }
 
     #[test]
     fn acknowledgements_wait_in_order_until_cleared() {
@@ -201,7 +340,6 @@ mod tests {
     /// only under minutes of flood; the benchmark covers that.)
     #[tokio::test]
     async fn reading_goes_on_while_the_peer_takes_no_acknowledgements() {
-        use rumqttc::{MqttOptions, NetworkOptions, Packet};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         const COUNT: usize = 200_000;
