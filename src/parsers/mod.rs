@@ -24,7 +24,7 @@ mod timestamps;
 pub(crate) mod test_support;
 
 pub use datalogger_readings_v1::DataloggerReadingsV1;
-pub use declarative::DeclarativeParser;
+pub use declarative::{definition_schema, outdated_schema_copy, DeclarativeParser};
 pub use decode::{decode_payload, MAX_DEPTH};
 pub use errors::{LoadError, ParseError};
 pub use flat_telemetry::FlatTelemetry;

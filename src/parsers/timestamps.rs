@@ -1,6 +1,7 @@
 //! Reading a message's time from a payload value: RFC 3339 text or Unix seconds/milliseconds.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::errors::ParseError;
@@ -10,13 +11,19 @@ use super::payload_schema::truncate;
 /// year 5138, as milliseconds they lie after March 1973.
 const MILLIS_THRESHOLD: f64 = 1e11;
 
-/// How a timestamp field is to be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a timestamp field is to be read; the names are those of a declarative parser's
+/// `timestamp.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub(crate) enum TimestampFormat {
     /// A string is RFC 3339; a number is Unix seconds, or milliseconds from 1e11 on.
+    #[default]
+    #[serde(rename = "auto")]
     Auto,
+    #[serde(rename = "rfc3339")]
     Rfc3339,
+    #[serde(rename = "unix_s")]
     UnixSeconds,
+    #[serde(rename = "unix_ms")]
     UnixMillis,
 }
 
