@@ -68,6 +68,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     let mut list = vec![
         endpoint(Method::GET, "/", Public, get(static_files::index)),
         endpoint(Method::GET, "/app.js", Public, get(static_files::app_js)),
+        endpoint(Method::GET, "/js/{file}", Public, get(static_files::module)),
         endpoint(
             Method::GET,
             "/style.css",

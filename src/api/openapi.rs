@@ -177,6 +177,15 @@ fn operations() -> Vec<Operation> {
             "200",
             json!({"description": "JavaScript", "content": {"text/javascript": {}}}),
         ),
+        Operation::new("get", "/js/{file}", Public, "A module of the Devices page's script.")
+            .parameters(vec![json!({"name": "file", "in": "path", "required": true,
+                "description": "File name of the module, such as `state.js`.",
+                "schema": {"type": "string"}})])
+            .respond(
+                "200",
+                json!({"description": "JavaScript", "content": {"text/javascript": {}}}),
+            )
+            .respond("404", error_response("No module of that name.")),
         Operation::new("get", "/style.css", Public, "Style sheet of the Devices page.")
             .respond("200", json!({"description": "CSS", "content": {"text/css": {}}})),
         Operation::new("get", "/health", Public, "Database and connection health.")
