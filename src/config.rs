@@ -128,6 +128,7 @@ pub struct SentryConfig {
     pub dsn: String,
     pub environment: String,
     pub parsing_error_events_per_minute: u32,
+    pub alert_after_secs: u64,
 }
 
 impl std::fmt::Debug for SentryConfig {
@@ -135,6 +136,7 @@ impl std::fmt::Debug for SentryConfig {
         f.debug_struct("SentryConfig")
             .field("dsn", &if self.dsn.is_empty() { "" } else { "***" })
             .field("environment", &self.environment)
+            .field("alert_after_secs", &self.alert_after_secs)
             .finish()
     }
 }

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub messages_failed: Family<SiteParserLabels, Counter>,
     pub reconnects: Family<SiteLabels, Counter>,
     pub acknowledgements_waiting: Family<SiteLabels, Gauge>,
+    pub connection_silent: Family<SiteLabels, Gauge>,
+    pub subscriptions_refused: Family<SiteLabels, Gauge>,
     pub connections: Family<StatusLabels, Gauge>,
     pub batch_messages: Histogram,
     pub commit_seconds: Histogram,
@@ -70,6 +72,8 @@ impl Metrics {
         let messages_failed = Family::<SiteParserLabels, Counter>::default();
         let reconnects = Family::<SiteLabels, Counter>::default();
         let acknowledgements_waiting = Family::<SiteLabels, Gauge>::default();
+        let connection_silent = Family::<SiteLabels, Gauge>::default();
+        let subscriptions_refused = Family::<SiteLabels, Gauge>::default();
         let connections = Family::<StatusLabels, Gauge>::default();
         let batch_messages = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
@@ -117,6 +121,16 @@ impl Metrics {
             acknowledgements_waiting.clone(),
         );
         registry.register(
+            "connection_silent",
+            "1 while a connected connection has had no message for its max_silence_secs, per site",
+            connection_silent.clone(),
+        );
+        registry.register(
+            "subscriptions_refused",
+            "Subscription filters the broker refused, per site",
+            subscriptions_refused.clone(),
+        );
+        registry.register(
             "connections",
             "Supervised connections by status",
             connections.clone(),
@@ -158,6 +172,8 @@ impl Metrics {
             messages_failed,
             reconnects,
             acknowledgements_waiting,
+            connection_silent,
+            subscriptions_refused,
             connections,
             batch_messages,
             commit_seconds,
@@ -219,6 +235,14 @@ impl Metrics {
 
     pub fn acknowledgements_waiting_gauge(&self, site_id: i32) -> Gauge {
         of_site(&self.acknowledgements_waiting, site_id)
+    }
+
+    pub fn silent_gauge(&self, site_id: i32) -> Gauge {
+        of_site(&self.connection_silent, site_id)
+    }
+
+    pub fn refused_subscriptions_gauge(&self, site_id: i32) -> Gauge {
+        of_site(&self.subscriptions_refused, site_id)
     }
 
     pub fn messages_processed_total(&self) -> u64 {

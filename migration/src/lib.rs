@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_initial_schema;
 mod m20261124_000002_lean_readings;
 mod m20261125_000003_readings_without_time_index;
+mod m20261130_000004_connection_truth;
 mod postgres_only;
 
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_initial_schema::Migration),
             Box::new(m20261124_000002_lean_readings::Migration),
             Box::new(m20261125_000003_readings_without_time_index::Migration),
+            Box::new(m20261130_000004_connection_truth::Migration),
         ]
     }
 }

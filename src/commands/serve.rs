@@ -125,6 +125,7 @@ pub async fn serve_http(
             Duration::from_secs(config.supervisor.backoff_max_secs),
         ),
         inflight: config.supervisor.inflight,
+        alert_after: Duration::from_secs(config.sentry.alert_after_secs),
     };
     let supervisor_task = tokio::spawn(supervisor::run(SupervisorContext {
         db: state.db.clone(),

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::ConnectionStatus;
+use crate::events::Subscription;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveConnection {
@@ -21,6 +22,11 @@ pub struct LiveConnection {
     pub reconnect_attempts: u32,
     /// The delay chosen before the next attempt, while waiting.
     pub retry_in_ms: Option<u64>,
+    /// This session's filters and the broker's answers.
+    pub subscriptions: Vec<Subscription>,
+    pub last_message_at: Option<DateTime<Utc>>,
+    /// Connected, but without a message for the connection's `max_silence_secs`.
+    pub silent: bool,
 }
 
 /// Shared by every connection task and the readers; cheap to clone.
@@ -63,6 +69,13 @@ impl LiveConnections {
         }
     }
 
+    /// Changes a shown connection in place; one not shown is left alone.
+    pub fn update(&self, site_id: i32, change: impl FnOnce(&mut LiveConnection)) {
+        if let Some(connection) = self.write().get_mut(&site_id) {
+            change(connection);
+        }
+    }
+
     pub fn forget(&self, site_id: i32) {
         self.write().remove(&site_id);
     }
@@ -84,9 +97,13 @@ mod tests {
             since: Utc::now(),
             reconnect_attempts: 0,
             retry_in_ms: None,
+            subscriptions: Vec::new(),
+            last_message_at: None,
+            silent: false,
         });
         live.set_retry(3, 2, Duration::from_millis(1500));
         live.set_retry(4, 1, Duration::from_secs(1));
+        live.update(3, |connection| connection.silent = true);
         let shown = reader.get(3).expect("shown");
         assert_eq!(
             (shown.reconnect_attempts, shown.retry_in_ms),

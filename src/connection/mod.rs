@@ -2,6 +2,7 @@
 //! every message to the pipeline, reconnect with backoff, report every status change.
 
 mod client;
+mod journal;
 mod live;
 mod session;
 mod settings;
@@ -9,6 +10,7 @@ mod status;
 mod subscriptions;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
@@ -24,7 +26,7 @@ use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::parsers::ParserStore;
 use crate::pipeline::{Limits, WriterHandle};
-use crate::routing::SiteRoutes;
+use crate::routing::{SiteRoutes, TopicSpec};
 
 /// What every connection task needs from the rest of the service.
 #[derive(Clone)]
@@ -40,13 +42,37 @@ pub struct ConnectionContext {
     pub reconnect: Backoff,
     /// The broker's window of unacknowledged messages to us; sizes the client's request queue.
     pub inflight: u16,
+    /// How long a broker may stay unreachable before Sentry hears of it.
+    pub alert_after: Duration,
+}
+
+/// What a running session follows without reconnecting: the site's patterns and discovery
+/// filter (what it subscribes to and routes) and its silence limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveSettings {
+    /// Sorted by id, so equal sets compare equal.
+    pub topics: Vec<TopicSpec>,
+    pub discovery_filter: Option<String>,
+    pub max_silence_secs: Option<u32>,
+}
+
+impl LiveSettings {
+    pub fn routes(&self) -> SiteRoutes {
+        SiteRoutes::build(&self.topics, self.discovery_filter.as_deref())
+    }
+
+    pub fn max_silence(&self) -> Option<Duration> {
+        self.max_silence_secs
+            .filter(|secs| *secs > 0)
+            .map(|secs| Duration::from_secs(u64::from(secs)))
+    }
 }
 
 /// The supervisor's grip on a running client.
 pub struct ClientHandle {
     pub cancel: CancellationToken,
     pub task: JoinHandle<()>,
-    pub routes: watch::Sender<Arc<SiteRoutes>>,
+    pub live_settings: watch::Sender<Arc<LiveSettings>>,
 }
 
 /// Starts the connection's task; it runs until `parent` or the handle's token is cancelled.
@@ -54,21 +80,21 @@ pub fn spawn(
     context: ConnectionContext,
     site_id: i32,
     settings: ConnectionSettings,
-    routes: Arc<SiteRoutes>,
+    live_settings: LiveSettings,
     parent: &CancellationToken,
 ) -> ClientHandle {
     let cancel = parent.child_token();
-    let (routes_sender, routes_receiver) = watch::channel(routes);
+    let (sender, receiver) = watch::channel(Arc::new(live_settings));
     let task = tokio::spawn(session::run(
         context,
         site_id,
         settings,
-        routes_receiver,
+        receiver,
         cancel.clone(),
     ));
     ClientHandle {
         cancel,
         task,
-        routes: routes_sender,
+        live_settings: sender,
     }
 }

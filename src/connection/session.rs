@@ -1,21 +1,25 @@
 //! One connection task: a [`Session`] owns the MQTT client and handles each kind of event in
-//! its own method: the broker accepting us, a bunch of messages, a subscription answer, the
-//! connection lost, acknowledgements of committed messages, and the site's patterns changing.
+//! its own method: the broker accepting us, a bunch of messages, a subscription written and
+//! answered, the connection lost, silence, acknowledgements of committed messages, and the
+//! site's patterns changing.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use prometheus_client::metrics::counter::Counter;
 use rumqttc::{
-    ConnectReturnCode, ConnectionError, Event, Packet, Publish, QoS, SubAck, SubscribeFilter,
-    SubscribeReasonCode,
+    ConnAck, ConnectReturnCode, ConnectionError, Event, Outgoing, Packet, Publish, QoS, SubAck,
+    SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{acknowledgement_of, Client};
-use super::subscriptions::{Filters, SubscriptionChange};
-use super::{ConnectionContext, ConnectionSettings, ConnectionStatus, StatusReporter};
+use super::journal::{LastMessageWrites, Level};
+use super::subscriptions::{Answer, Filters, SubscriptionBook};
+use super::{ConnectionContext, ConnectionSettings, ConnectionStatus, LiveSettings, StatusReporter};
 use crate::delivery::{ack_channel, AckReceiver, AckRequest, AckSender};
 use crate::pipeline::{prepare, TrySendError};
 use crate::routing::{RouteCache, SiteRoutes};
@@ -33,11 +37,16 @@ pub(super) struct Session {
     site_id: i32,
     client: Client,
     reporter: StatusReporter,
-    routes: watch::Receiver<Arc<SiteRoutes>>,
-    current_routes: Arc<SiteRoutes>,
+    /// Whether the client asks the broker to keep its session between connections.
+    persistent_session: bool,
+    live_settings: watch::Receiver<Arc<LiveSettings>>,
+    routes: SiteRoutes,
+    max_silence: Option<Duration>,
     route_cache: RouteCache,
-    /// Filters asked of the broker in this session.
-    subscribed: Filters,
+    /// The filters asked of the broker in this session and its answers.
+    subscriptions: SubscriptionBook,
+    /// Refused filters Sentry has heard of: once per filter until it is granted or dropped.
+    refusals_told: BTreeSet<String>,
     ack_sender: AckSender,
     acks: AckReceiver,
     /// Bumped on every new session, so acknowledgements meant for an earlier one are dropped:
@@ -47,6 +56,18 @@ pub(super) struct Session {
     /// Failed attempts since the last connect.
     attempt: u32,
     connected: bool,
+    /// A session was established before in this task, so one the broker does not remember
+    /// was lost.
+    had_session: bool,
+    /// Since when the broker has been out of reach (from the start, or the loss).
+    disconnected_since: Instant,
+    /// Sentry has heard that the broker stays away, in this episode.
+    absence_told: bool,
+    connected_at: Instant,
+    last_message: Option<Instant>,
+    /// The start of the silence being reported, while it lasts.
+    silent_since: Option<Instant>,
+    last_message_writes: LastMessageWrites,
     received: Counter,
     cancel: CancellationToken,
 }
@@ -56,7 +77,7 @@ pub(super) async fn run(
     context: ConnectionContext,
     site_id: i32,
     settings: ConnectionSettings,
-    mut routes: watch::Receiver<Arc<SiteRoutes>>,
+    mut live_settings: watch::Receiver<Arc<LiveSettings>>,
     cancel: CancellationToken,
 ) {
     let mut reporter = StatusReporter::new(context.clone(), site_id, settings.connection_id);
@@ -79,8 +100,9 @@ pub(super) async fn run(
         request_capacity,
         context.metrics.acknowledgements_waiting_gauge(site_id),
     );
-    let current_routes = routes.borrow_and_update().clone();
-    report_invalid_patterns(site_id, &current_routes);
+    let wanted = live_settings.borrow_and_update().clone();
+    let routes = wanted.routes();
+    report_invalid_patterns(site_id, &routes);
     let (ack_sender, acks) = ack_channel();
     let session = Session {
         received: context.metrics.received_counter(site_id),
@@ -88,15 +110,25 @@ pub(super) async fn run(
         site_id,
         client,
         reporter,
+        persistent_session: !settings.clean_session,
+        live_settings,
         routes,
-        current_routes,
+        max_silence: wanted.max_silence(),
         route_cache: RouteCache::default(),
-        subscribed: Filters::new(),
+        subscriptions: SubscriptionBook::default(),
+        refusals_told: BTreeSet::new(),
         ack_sender,
         acks,
         generation: 0,
         attempt: 0,
         connected: false,
+        had_session: false,
+        disconnected_since: Instant::now(),
+        absence_told: false,
+        connected_at: Instant::now(),
+        last_message: None,
+        silent_since: None,
+        last_message_writes: LastMessageWrites::default(),
         cancel,
     };
     session.run().await;
@@ -113,28 +145,37 @@ impl Session {
                     self.client.forget_acknowledgements();
                 }
             }
+            let silence_deadline = self.silence_deadline();
             let flow = tokio::select! {
                 _ = self.cancel.cancelled() => Flow::Stop,
                 Some(first) = self.acks.recv() => {
                     self.on_acknowledgements(first);
                     Flow::Continue
                 }
-                changed = self.routes.changed() => match changed {
+                changed = self.live_settings.changed() => match changed {
                     Ok(()) => {
-                        self.on_routes_changed();
+                        self.on_settings_changed().await;
                         Flow::Continue
                     }
                     // The supervisor dropped its end: it is gone.
                     Err(_) => Flow::Stop,
                 },
+                _ = sleep_until_or_never(silence_deadline) => {
+                    self.on_silence().await;
+                    Flow::Continue
+                }
                 event = self.client.next_event() => match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        self.on_connected().await;
+                    Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                        self.on_connected(&connack).await;
                         Flow::Continue
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => self.on_messages(publish).await,
+                    Ok(Event::Outgoing(Outgoing::Subscribe(packet_id))) => {
+                        self.subscriptions.sent(packet_id);
+                        Flow::Continue
+                    }
                     Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                        self.on_subscription_answer(&suback);
+                        self.on_subscription_answer(&suback).await;
                         Flow::Continue
                     }
                     Ok(_) => Flow::Continue,
@@ -161,27 +202,47 @@ impl Session {
         }
     }
 
-    fn on_routes_changed(&mut self) {
-        self.current_routes = self.routes.borrow_and_update().clone();
+    async fn on_settings_changed(&mut self) {
+        let wanted = self.live_settings.borrow_and_update().clone();
+        self.routes = wanted.routes();
+        self.max_silence = wanted.max_silence();
         self.route_cache.clear();
-        report_invalid_patterns(self.site_id, &self.current_routes);
+        report_invalid_patterns(self.site_id, &self.routes);
         if self.connected {
-            self.resubscribe();
+            self.resubscribe().await;
         }
     }
 
-    async fn on_connected(&mut self) {
+    async fn on_connected(&mut self, connack: &ConnAck) {
         self.attempt = 0;
         self.connected = true;
+        self.connected_at = Instant::now();
+        self.silent_since = None;
         self.generation += 1;
         self.client.forget_acknowledgements();
         self.reporter
             .report(ConnectionStatus::Connected, None)
             .await;
+        if self.absence_told {
+            self.absence_told = false;
+            tracing::info!(target: CONNECTION_TARGET, site_id = self.site_id, away_secs = self.disconnected_since.elapsed().as_secs(), "the broker is reachable again");
+        }
+        if self.persistent_session && self.had_session && !connack.session_present {
+            self.reporter
+                .note(
+                    Level::Warning,
+                    "session_lost",
+                    "the broker kept no session for this client although a persistent one was \
+                     asked for: messages queued for it while it was away may be lost; \
+                     subscribing again",
+                )
+                .await;
+        }
+        self.had_session = true;
         // A persistent session may already hold the subscriptions, but the patterns may have
-        // changed while we were away: subscribe to the full set again.
-        self.subscribed.clear();
-        self.resubscribe();
+        // changed while we were away (or the broker forgot them): subscribe to the full set.
+        self.subscriptions.start_over();
+        self.resubscribe().await;
     }
 
     /// Prepares a message and the rest of the bunch the client read with it, and queues them
@@ -191,12 +252,21 @@ impl Session {
         // read from the socket at one time.
         let registry = self.context.parsers.current();
         let received_at = Utc::now();
+        let now = Instant::now();
+        self.last_message = Some(now);
+        if let Some(since) = self.silent_since.take() {
+            self.reporter
+                .silence_ended(now.duration_since(since), received_at)
+                .await;
+        }
+        self.reporter
+            .messages_received(received_at, &mut self.last_message_writes);
         let mut next = Some(first);
         while let Some(publish) = next.take() {
             self.received.inc();
             let acknowledgement = acknowledgement_of(&publish);
             let Publish { topic, payload, .. } = publish;
-            let matched = self.route_cache.route(&self.current_routes.router, &topic);
+            let matched = self.route_cache.route(&self.routes.router, &topic);
             let mut prepared = prepare(
                 self.site_id,
                 topic,
@@ -227,25 +297,104 @@ impl Session {
         Flow::Continue
     }
 
-    fn on_subscription_answer(&self, suback: &SubAck) {
-        let failures = suback
+    async fn on_subscription_answer(&mut self, suback: &SubAck) {
+        let granted: Vec<Option<u8>> = suback
             .return_codes
             .iter()
-            .filter(|code| matches!(code, SubscribeReasonCode::Failure))
-            .count();
-        if failures > 0 {
-            tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, failures, "the broker refused some subscriptions (check its ACL)");
+            .map(|code| match code {
+                SubscribeReasonCode::Success(qos) => Some(*qos as u8),
+                SubscribeReasonCode::Failure => None,
+            })
+            .collect();
+        let answers = self.subscriptions.answered(suback.pkid, &granted);
+        if answers.is_empty() {
+            return;
         }
+        for answer in answers {
+            match answer {
+                Answer::Refused { filter } => {
+                    // Told to Sentry once per filter until it is granted or dropped; the
+                    // connection log hears of every refusal.
+                    let level = if self.refusals_told.insert(filter.clone()) {
+                        Level::Error
+                    } else {
+                        Level::Warning
+                    };
+                    self.reporter
+                        .note(
+                            level,
+                            "subscription_refused",
+                            &format!(
+                                "the broker refused the subscription to '{filter}' (check its \
+                                 ACL): nothing arrives on it"
+                            ),
+                        )
+                        .await;
+                }
+                Answer::Granted {
+                    filter,
+                    asked,
+                    granted,
+                } => {
+                    self.refusals_told.remove(&filter);
+                    if granted < asked {
+                        self.reporter
+                            .note(
+                                Level::Warning,
+                                "subscription_downgraded",
+                                &format!(
+                                    "the broker granted QoS {granted} for '{filter}' where {asked} \
+                                     was asked: messages on it may be lost"
+                                ),
+                            )
+                            .await;
+                    }
+                }
+            }
+        }
+        self.reporter
+            .subscriptions_changed(self.subscriptions.list())
+            .await;
+    }
+
+    /// A connected connection had no message for its silence limit: say so and subscribe again,
+    /// once per episode, in case the broker forgot us without telling.
+    async fn on_silence(&mut self) {
+        let last_activity = self.last_activity();
+        self.silent_since = Some(last_activity);
+        self.reporter.silence_began(last_activity.elapsed()).await;
+        self.subscriptions.start_over();
+        self.resubscribe().await;
+    }
+
+    /// When the current silence limit runs out; none while not connected or already silent.
+    fn silence_deadline(&self) -> Option<Instant> {
+        if !self.connected || self.silent_since.is_some() {
+            return None;
+        }
+        self.max_silence
+            .map(|limit| self.last_activity() + limit)
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.last_message
+            .map_or(self.connected_at, |last| last.max(self.connected_at))
     }
 
     /// Reports the loss and waits before the client tries again.
     async fn on_connection_lost(&mut self, error: ConnectionError) -> Flow {
+        if self.connected {
+            self.disconnected_since = Instant::now();
+        }
         self.connected = false;
+        self.silent_since = None;
+        self.subscriptions.start_over();
         // The session is gone: acknowledgements queued for it must not reach the next one,
         // where their packet ids may name other messages.
         self.generation += 1;
         self.client.forget_acknowledgements();
         let (status, message) = classify(&error);
+        let message_for_alert = message.clone();
         // Made on the first loss, so a site that never lost its connection shows none.
         self.context.metrics.reconnects_counter(self.site_id).inc();
         let delay = match status {
@@ -260,33 +409,70 @@ impl Session {
         self.context
             .live
             .set_retry(self.site_id, self.attempt, delay);
+        let retry_at = Instant::now() + delay;
+        if !self.absence_told {
+            // Sentry hears of the broker staying away when it has for `alert_after`, even if
+            // that moment falls inside this wait.
+            let alert_at = self.disconnected_since + self.context.alert_after;
+            if alert_at <= retry_at {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return Flow::Stop,
+                    _ = tokio::time::sleep_until(alert_at.into()) => {}
+                }
+                self.absence_told = true;
+                self.reporter
+                    .note(
+                        Level::Error,
+                        "unreachable",
+                        &format!(
+                            "no connection to the broker for {} s: {message_for_alert}",
+                            self.disconnected_since.elapsed().as_secs()
+                        ),
+                    )
+                    .await;
+            }
+        }
         tokio::select! {
             _ = self.cancel.cancelled() => Flow::Stop,
-            _ = tokio::time::sleep(delay) => Flow::Continue,
+            _ = tokio::time::sleep_until(retry_at.into()) => Flow::Continue,
         }
     }
 
     /// Brings the broker's subscriptions in line with the site's filters.
-    fn resubscribe(&mut self) {
-        let wanted: Filters = self.current_routes.filters.iter().cloned().collect();
-        let change = SubscriptionChange::between(&self.subscribed, &wanted);
+    async fn resubscribe(&mut self) {
+        let wanted: Filters = self.routes.filters.iter().cloned().collect();
+        let change = self.subscriptions.change_to(&wanted);
+        if change.subscribe.is_empty() && change.unsubscribe.is_empty() {
+            return;
+        }
         if !change.subscribe.is_empty() {
             let filters = change
                 .subscribe
-                .into_iter()
-                .map(|(filter, qos)| SubscribeFilter::new(filter, to_qos(qos)))
+                .iter()
+                .map(|(filter, qos)| SubscribeFilter::new(filter.clone(), to_qos(*qos)))
                 .collect();
-            if let Err(error) = self.client.subscribe(filters) {
-                tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "cannot queue the subscription");
-                return;
+            match self.client.subscribe(filters) {
+                Ok(()) => self.subscriptions.requested(&change.subscribe),
+                // Not asked: the next change or reconnect asks again.
+                Err(error) => {
+                    tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "cannot queue the subscription")
+                }
             }
         }
         for filter in change.unsubscribe {
-            if let Err(error) = self.client.unsubscribe(filter.clone()) {
-                tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, filter, "cannot queue the unsubscription");
+            match self.client.unsubscribe(filter.clone()) {
+                Ok(()) => {
+                    self.subscriptions.removed(&filter);
+                    self.refusals_told.remove(&filter);
+                }
+                Err(error) => {
+                    tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, filter, "cannot queue the unsubscription")
+                }
             }
         }
-        self.subscribed = wanted;
+        self.reporter
+            .subscriptions_changed(self.subscriptions.list())
+            .await;
     }
 
     async fn close(mut self) {
@@ -301,6 +487,13 @@ impl Session {
             self.client.close().await;
         }
         self.reporter.report(ConnectionStatus::Stopped, None).await;
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -67,9 +67,9 @@ pub fn decide(
 
 /// One per connection task.
 pub struct StatusReporter {
-    context: ConnectionContext,
-    site_id: i32,
-    connection_id: i32,
+    pub(super) context: ConnectionContext,
+    pub(super) site_id: i32,
+    pub(super) connection_id: i32,
     last: Option<(ConnectionStatus, Option<String>)>,
     repeats: u32,
 }
@@ -87,6 +87,10 @@ impl StatusReporter {
 
     pub fn current(&self) -> Option<ConnectionStatus> {
         self.last.as_ref().map(|(status, _)| *status)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last.as_ref().and_then(|(_, error)| error.clone())
     }
 
     pub async fn report(&mut self, status: ConnectionStatus, error: Option<String>) {
@@ -153,9 +157,17 @@ impl StatusReporter {
                 })
                 .inc();
         }
+        // A status change starts or ends a session: its subscriptions and silence go with it.
+        metrics.silent_gauge(site_id).set(0);
+        metrics.refused_subscriptions_gauge(site_id).set(0);
         if status == ConnectionStatus::Stopped {
             self.context.live.forget(site_id);
         } else {
+            let last_message_at = self
+                .context
+                .live
+                .get(site_id)
+                .and_then(|live| live.last_message_at);
             self.context.live.set(LiveConnection {
                 site_id,
                 connection_id,
@@ -164,6 +176,9 @@ impl StatusReporter {
                 since: Utc::now(),
                 reconnect_attempts: 0,
                 retry_in_ms: None,
+                subscriptions: Vec::new(),
+                last_message_at,
+                silent: false,
             });
         }
 
@@ -178,6 +193,11 @@ impl StatusReporter {
                 Expr::value(error.clone()),
             )
             .col_expr(mqtt_connection::Column::UpdatedAt, Expr::value(now))
+            .col_expr(mqtt_connection::Column::Silent, Expr::value(false))
+            .col_expr(
+                mqtt_connection::Column::Subscriptions,
+                Expr::value(serde_json::json!([])),
+            )
             .filter(mqtt_connection::Column::Id.eq(connection_id));
         if status == ConnectionStatus::Connected {
             update = update.col_expr(mqtt_connection::Column::ConnectedAt, Expr::value(now));
@@ -200,6 +220,8 @@ impl StatusReporter {
             site_id,
             status: status.as_str().to_string(),
             last_error: error,
+            subscriptions: None,
+            refused_subscriptions: None,
         });
     }
 }

@@ -15,6 +15,9 @@ pub struct Model {
     pub is_online: bool,
     pub metadata: Option<Json>,
     pub created_at: DateTimeUtc,
+    /// Why `is_online` was last written: `status_message`, `offline_timeout` or `message`.
+    pub online_cause: Option<String>,
+    pub online_changed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

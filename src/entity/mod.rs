@@ -1,6 +1,7 @@
 //! sea-orm entities: one file per table of the schema in `migration/`.
 
 pub mod datalogger;
+pub mod device_event;
 pub mod discovered_topic;
 pub mod gateway;
 pub mod mqtt_connection;

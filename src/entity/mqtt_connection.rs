@@ -25,6 +25,14 @@ pub struct Model {
     pub connected_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Each filter's state as the broker last answered it (`connection::SubscriptionState`).
+    pub subscriptions: Option<Json>,
+    pub last_message_at: Option<DateTimeUtc>,
+    /// A connected connection without a message for this long is silent; null: never.
+    pub max_silence_secs: Option<i32>,
+    pub silent: bool,
+    /// Subscribed besides the patterns' filters, so unmatched topics are discovered.
+    pub discovery_filter: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,29 @@ pub struct SensorUpdate {
     pub ts: DateTime<Utc>,
 }
 
+/// Where a subscription stands, from SUBSCRIBE to the broker's SUBACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionState {
+    /// Asked for, not answered yet.
+    Pending,
+    Granted,
+    /// The broker answered 0x80 (its ACL, say): nothing will arrive on this filter.
+    Refused,
+}
+
+/// One filter of a connection and the broker's answer to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Subscription {
+    pub filter: String,
+    /// The QoS asked for.
+    pub qos: u8,
+    pub state: SubscriptionState,
+    /// The QoS the broker granted; lower than `qos` means a downgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_qos: Option<u8>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -19,6 +42,17 @@ pub enum Event {
         site_id: i32,
         status: String,
         last_error: Option<String>,
+        /// Every filter with its state; sent when the status or a subscription changes.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subscriptions: Option<Vec<Subscription>>,
+        /// The filters the broker refused.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refused_subscriptions: Option<Vec<String>>,
+    },
+    /// A connected connection that has had no message for `silent_secs`.
+    ConnectionSilent {
+        site_id: i32,
+        silent_secs: u64,
     },
     DataloggerUpdate {
         site_id: i32,
@@ -52,6 +86,7 @@ impl Event {
     pub fn site_id(&self) -> i32 {
         match self {
             Event::ConnectionStatus { site_id, .. }
+            | Event::ConnectionSilent { site_id, .. }
             | Event::DataloggerUpdate { site_id, .. }
             | Event::GatewayUpdate { site_id, .. }
             | Event::TopicDiscovered { site_id, .. }

@@ -4,5 +4,5 @@
 mod event;
 mod hub;
 
-pub use event::{Event, SensorUpdate};
+pub use event::{Event, SensorUpdate, Subscription, SubscriptionState};
 pub use hub::{Hub, Published};

@@ -8,6 +8,9 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use crate::entity::{datalogger, gateway};
 use crate::events::{Event, Hub};
 
+/// The cause recorded in `device_event` for a device this job marks offline.
+pub const OFFLINE_TIMEOUT: &str = "offline_timeout";
+
 /// The moment before which "last seen" means offline.
 pub fn offline_cutoff(now: DateTime<Utc>, offline_after_secs: u64) -> DateTime<Utc> {
     i64::try_from(offline_after_secs)
@@ -22,7 +25,8 @@ pub async fn mark_offline(
     hub: &Hub,
     offline_after_secs: u64,
 ) -> Result<String, DbErr> {
-    let cutoff = offline_cutoff(Utc::now(), offline_after_secs);
+    let now = Utc::now();
+    let cutoff = offline_cutoff(now, offline_after_secs);
     let silent_dataloggers = datalogger::Entity::find()
         .filter(datalogger::Column::IsOnline.eq(true))
         .filter(datalogger::Column::LastSeen.lt(cutoff))
@@ -39,12 +43,16 @@ pub async fn mark_offline(
     // The `last_seen` condition is repeated so a device that spoke since the select stays online.
     datalogger::Entity::update_many()
         .col_expr(datalogger::Column::IsOnline, Expr::value(false))
+        .col_expr(datalogger::Column::OnlineCause, Expr::value(OFFLINE_TIMEOUT))
+        .col_expr(datalogger::Column::OnlineChangedAt, Expr::value(now))
         .filter(datalogger::Column::Id.is_in(silent_dataloggers.iter().map(|row| row.id)))
         .filter(datalogger::Column::LastSeen.lt(cutoff))
         .exec(db)
         .await?;
     gateway::Entity::update_many()
         .col_expr(gateway::Column::IsOnline, Expr::value(false))
+        .col_expr(gateway::Column::OnlineCause, Expr::value(OFFLINE_TIMEOUT))
+        .col_expr(gateway::Column::OnlineChangedAt, Expr::value(now))
         .filter(gateway::Column::Id.is_in(silent_gateways.iter().map(|row| row.id)))
         .filter(gateway::Column::LastSeen.lt(cutoff))
         .exec(db)

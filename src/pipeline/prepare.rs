@@ -173,7 +173,7 @@ mod tests {
             1,
             "bfg/gateway/{gateway}/datalogger/{datalogger}",
             "datalogger_readings_v1",
-        )]);
+        )], None);
         let prepared = prepared(
             &routes,
             "bfg/gateway/gw1/datalogger/dl1",
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn unmatched_topic_is_only_discovered() {
-        let routes = SiteRoutes::build(&[spec(1, "a/#", "flat_telemetry")]);
+        let routes = SiteRoutes::build(&[spec(1, "a/#", "flat_telemetry")], None);
         let prepared = prepared(&routes, "b/c", b"{}".to_vec());
         assert!(matches!(prepared.outcome, Outcome::Unrouted));
         assert!(!prepared.is_processable());
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn bad_payload_fails_with_reason() {
-        let routes = SiteRoutes::build(&[spec(1, "a/{datalogger}", "flat_telemetry")]);
+        let routes = SiteRoutes::build(&[spec(1, "a/{datalogger}", "flat_telemetry")], None);
         for payload in [&b""[..], b"\xff\xfe", b"not json", b"[1,2]"] {
             let prepared = prepared(&routes, "a/x", payload.to_vec());
             assert!(
@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn unknown_parser_is_a_failure_not_a_panic() {
-        let routes = SiteRoutes::build(&[spec(1, "a/#", "gone_v9")]);
+        let routes = SiteRoutes::build(&[spec(1, "a/#", "gone_v9")], None);
         let prepared = prepared(&routes, "a/x", b"{}".to_vec());
         match prepared.outcome {
             Outcome::Failed { error } => assert!(error.contains("gone_v9")),

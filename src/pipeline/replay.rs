@@ -42,7 +42,7 @@ pub async fn replay(
         .into_iter()
         .map(TopicSpec::from)
         .collect();
-    let routes = SiteRoutes::build(&topics);
+    let routes = SiteRoutes::build(&topics, None);
     let prepared = prepare(
         log.site_id,
         log.topic.clone(),

@@ -62,7 +62,7 @@ mod tests {
         let routes = SiteRoutes::build(&[
             spec(1, "a/{gateway}/+", "flat_telemetry"),
             spec(2, "a/x/#", "flat_telemetry"),
-        ]);
+        ], None);
         let mut cache = RouteCache::default();
         for topic in ["a/g/1", "a/x/1", "a/x/1/2", "b/c", "a/g/1", "b/c", "$SYS/a"] {
             let expected = routes.router.route(topic);
@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn the_route_cache_starts_afresh_when_full() {
-        let routes = SiteRoutes::build(&[spec(1, "a/{x}", "flat_telemetry")]);
+        let routes = SiteRoutes::build(&[spec(1, "a/{x}", "flat_telemetry")], None);
         let mut cache = RouteCache::default();
         for n in 0..ROUTE_CACHE_TOPICS + 10 {
             let topic = format!("a/{n}");

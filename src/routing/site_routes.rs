@@ -40,8 +40,13 @@ pub struct SiteRoutes {
     pub invalid: Vec<(i32, String)>,
 }
 
+/// QoS of the discovery filter's subscription: what it finds is stored like any message.
+const DISCOVERY_QOS: u8 = 1;
+
 impl SiteRoutes {
-    pub fn build(topics: &[TopicSpec]) -> SiteRoutes {
+    /// The routes of `topics`; `discovery_filter` is subscribed as well (routing nothing), so
+    /// topics no pattern matches are discovered.
+    pub fn build(topics: &[TopicSpec], discovery_filter: Option<&str>) -> SiteRoutes {
         let mut routes = Vec::new();
         let mut filters: Vec<(String, u8)> = Vec::new();
         let mut invalid = Vec::new();
@@ -63,6 +68,19 @@ impl SiteRoutes {
                     }
                 }
                 Err(error) => invalid.push((topic.id, format!("{}: {error}", topic.pattern))),
+            }
+        }
+        if let Some(discovery) = discovery_filter {
+            match TopicPattern::parse(discovery) {
+                Ok(pattern) => {
+                    let filter = pattern.subscription_filter();
+                    if !filters.iter().any(|(existing, _)| *existing == filter) {
+                        filters.push((filter, DISCOVERY_QOS));
+                    }
+                }
+                // Id 0: no pattern row; the API refuses such a filter, only a hand-edited row
+                // gets here.
+                Err(error) => invalid.push((0, format!("discovery filter {discovery}: {error}"))),
             }
         }
         SiteRoutes {
@@ -94,7 +112,7 @@ mod tests {
             spec(1, "a/{x}", "flat_telemetry"),
             spec(2, "a/+", "flat_telemetry"),
             spec(3, "a/#/b", "flat_telemetry"),
-        ]);
+        ], None);
         assert_eq!(routes.filters, vec![("a/+".to_string(), 1)]);
         assert_eq!(routes.invalid.len(), 1);
     }
@@ -103,8 +121,24 @@ mod tests {
     fn inactive_patterns_subscribe_but_do_not_route() {
         let mut inactive = spec(1, "a/#", "flat_telemetry");
         inactive.is_active = false;
-        let routes = SiteRoutes::build(&[inactive]);
+        let routes = SiteRoutes::build(&[inactive], None);
         assert_eq!(routes.filters, vec![("a/#".to_string(), 1)]);
         assert!(routes.router.route("a/b").is_none());
+    }
+
+    #[test]
+    fn the_discovery_filter_is_subscribed_but_routes_nothing() {
+        let routes = SiteRoutes::build(&[spec(1, "plant/{gateway}/data", "flat_telemetry")], Some("plant/#"));
+        assert_eq!(
+            routes.filters,
+            vec![("plant/+/data".to_string(), 1), ("plant/#".to_string(), 1)]
+        );
+        assert!(routes.router.route("plant/x/other").is_none());
+        assert!(routes.router.route("plant/x/data").is_some());
+        let same = SiteRoutes::build(&[spec(1, "a/#", "flat_telemetry")], Some("a/#"));
+        assert_eq!(same.filters.len(), 1);
+        let broken = SiteRoutes::build(&[], Some("a/#/b"));
+        assert!(broken.filters.is_empty());
+        assert_eq!(broken.invalid.len(), 1);
     }
 }

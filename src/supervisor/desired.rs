@@ -7,7 +7,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
 use super::diff::DesiredClient;
-use crate::connection::ConnectionSettings;
+use crate::connection::{ConnectionSettings, LiveSettings};
 use crate::entity::{mqtt_connection, mqtt_topic, site};
 use crate::routing::TopicSpec;
 use crate::telemetry::CONNECTION_TARGET;
@@ -46,7 +46,17 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient
                     DesiredClient {
                         site_id: row.site_id,
                         settings,
-                        topics: topics_by_site.remove(&row.site_id).unwrap_or_default(),
+                        live: LiveSettings {
+                            topics: topics_by_site.remove(&row.site_id).unwrap_or_default(),
+                            discovery_filter: row
+                                .discovery_filter
+                                .clone()
+                                .filter(|filter| !filter.is_empty()),
+                            max_silence_secs: row
+                                .max_silence_secs
+                                .and_then(|secs| u32::try_from(secs).ok())
+                                .filter(|secs| *secs > 0),
+                        },
                     },
                 );
             }

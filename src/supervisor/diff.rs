@@ -3,23 +3,21 @@
 
 use std::collections::BTreeMap;
 
-use crate::connection::ConnectionSettings;
-use crate::routing::TopicSpec;
+use crate::connection::{ConnectionSettings, LiveSettings};
 
 /// A client that should run: an active connection of an active site.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredClient {
     pub site_id: i32,
     pub settings: ConnectionSettings,
-    /// Sorted by id, so equal sets compare equal.
-    pub topics: Vec<TopicSpec>,
+    pub live: LiveSettings,
 }
 
 /// What the supervisor knows of a running client.
 #[derive(Debug, Clone, Copy)]
 pub struct RunningView<'a> {
     pub settings: &'a ConnectionSettings,
-    pub topics: &'a [TopicSpec],
+    pub live: &'a LiveSettings,
     /// The task ended on its own (it should not have): treat as crashed.
     pub finished: bool,
 }
@@ -30,7 +28,8 @@ pub enum Action {
     Stop(i32),
     /// New session settings (or a crashed task): stop the old client, start a new one.
     Restart(i32),
-    /// Same session, new patterns: re-subscribe and swap the router.
+    /// Same session, new patterns, discovery filter or silence limit: re-subscribe and swap
+    /// the router.
     UpdateTopics(i32),
 }
 
@@ -45,7 +44,7 @@ pub fn plan(
             Some(view) if view.finished || *view.settings != wanted.settings => {
                 actions.push(Action::Restart(*site_id))
             }
-            Some(view) if view.topics != wanted.topics.as_slice() => {
+            Some(view) if *view.live != wanted.live => {
                 actions.push(Action::UpdateTopics(*site_id))
             }
             Some(_) => {}
@@ -62,6 +61,15 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::TopicSpec;
+
+    /// The live settings of a site with these patterns and nothing else.
+    fn live(topics: Vec<TopicSpec>) -> LiveSettings {
+        LiveSettings {
+            topics,
+            ..LiveSettings::default()
+        }
+    }
 
     fn settings(site_id: i32) -> ConnectionSettings {
         ConnectionSettings {
@@ -100,7 +108,7 @@ mod tests {
                     DesiredClient {
                         site_id,
                         settings,
-                        topics,
+                        live: live(topics),
                     },
                 )
             })
@@ -118,12 +126,13 @@ mod tests {
 
     #[test]
     fn unwanted_clients_stop() {
+        let nothing = LiveSettings::default();
         let running_settings = settings(3);
         let running = BTreeMap::from([(
             3,
             RunningView {
                 settings: &running_settings,
-                topics: &[],
+                live: &nothing,
                 finished: false,
             },
         )]);
@@ -135,11 +144,12 @@ mod tests {
         let topics = vec![topic(1, "a/#")];
         let wanted = desired(vec![(1, settings(1), topics.clone())]);
         let running_settings = settings(1);
+        let running_live = live(topics);
         let running = BTreeMap::from([(
             1,
             RunningView {
                 settings: &running_settings,
-                topics: &topics,
+                live: &running_live,
                 finished: false,
             },
         )]);
@@ -156,6 +166,7 @@ mod tests {
             |s: &mut ConnectionSettings| s.client_id = "other".into(),
             |s: &mut ConnectionSettings| s.keepalive_secs = 60,
         ] {
+            let nothing = LiveSettings::default();
             let mut changed = settings(1);
             change(&mut changed);
             let wanted = desired(vec![(1, changed, vec![])]);
@@ -164,7 +175,7 @@ mod tests {
                 1,
                 RunningView {
                     settings: &running_settings,
-                    topics: &[],
+                    live: &nothing,
                     finished: false,
                 },
             )]);
@@ -180,12 +191,12 @@ mod tests {
             vec![topic(1, "a/#"), topic(2, "b/+")],
         )]);
         let running_settings = settings(1);
-        let running_topics = vec![topic(1, "a/#")];
+        let running_live = live(vec![topic(1, "a/#")]);
         let running = BTreeMap::from([(
             1,
             RunningView {
                 settings: &running_settings,
-                topics: &running_topics,
+                live: &running_live,
                 finished: false,
             },
         )]);
@@ -194,13 +205,14 @@ mod tests {
 
     #[test]
     fn a_crashed_task_is_restarted() {
+        let nothing = LiveSettings::default();
         let wanted = desired(vec![(1, settings(1), vec![])]);
         let running_settings = settings(1);
         let running = BTreeMap::from([(
             1,
             RunningView {
                 settings: &running_settings,
-                topics: &[],
+                live: &nothing,
                 finished: true,
             },
         )]);
@@ -209,6 +221,7 @@ mod tests {
 
     #[test]
     fn a_thousand_clients_plan_in_one_pass() {
+        let nothing = LiveSettings::default();
         let wanted = desired(
             (0..1000)
                 .map(|site| (site, settings(site), vec![]))
@@ -223,7 +236,7 @@ mod tests {
                     500 + index as i32,
                     RunningView {
                         settings,
-                        topics: &[],
+                        live: &nothing,
                         finished: false,
                     },
                 )
@@ -244,5 +257,35 @@ mod tests {
                 .count(),
             500
         );
+    }
+
+    #[test]
+    fn a_new_discovery_filter_or_silence_limit_resubscribes_without_restart() {
+        let running_settings = settings(1);
+        let running_live = live(vec![topic(1, "a/#")]);
+        for change in [
+            |l: &mut LiveSettings| l.discovery_filter = Some("plant/#".into()),
+            |l: &mut LiveSettings| l.max_silence_secs = Some(60),
+        ] {
+            let mut changed = running_live.clone();
+            change(&mut changed);
+            let wanted = BTreeMap::from([(
+                1,
+                DesiredClient {
+                    site_id: 1,
+                    settings: settings(1),
+                    live: changed,
+                },
+            )]);
+            let running = BTreeMap::from([(
+                1,
+                RunningView {
+                    settings: &running_settings,
+                    live: &running_live,
+                    finished: false,
+                },
+            )]);
+            assert_eq!(plan(&wanted, &running), vec![Action::UpdateTopics(1)]);
+        }
     }
 }

@@ -15,9 +15,8 @@ use tokio_util::sync::CancellationToken;
 pub use diff::{plan, Action, DesiredClient, RunningView};
 pub use handle::SupervisorHandle;
 
-use crate::connection::{self, ClientHandle, ConnectionContext, ConnectionSettings};
+use crate::connection::{self, ClientHandle, ConnectionContext, ConnectionSettings, LiveSettings};
 use crate::metrics::Metrics;
-use crate::routing::{SiteRoutes, TopicSpec};
 use crate::telemetry::CONNECTION_TARGET;
 
 /// What the reconcile loop needs.
@@ -33,7 +32,7 @@ pub struct SupervisorContext {
 
 struct RunningClient {
     settings: ConnectionSettings,
-    topics: Vec<TopicSpec>,
+    live: LiveSettings,
     handle: ClientHandle,
 }
 
@@ -93,7 +92,7 @@ async fn reconcile(
                     *site_id,
                     RunningView {
                         settings: &client.settings,
-                        topics: &client.topics,
+                        live: &client.live,
                         finished: client.handle.task.is_finished(),
                     },
                 )
@@ -118,19 +117,18 @@ async fn reconcile(
         match action {
             Action::Start(site_id) | Action::Restart(site_id) => {
                 if let Some(wanted) = desired.get(site_id) {
-                    let routes = Arc::new(SiteRoutes::build(&wanted.topics));
                     let handle = connection::spawn(
                         context.connections.clone(),
                         *site_id,
                         wanted.settings.clone(),
-                        routes,
+                        wanted.live.clone(),
                         &context.shutdown,
                     );
                     running.insert(
                         *site_id,
                         RunningClient {
                             settings: wanted.settings.clone(),
-                            topics: wanted.topics.clone(),
+                            live: wanted.live.clone(),
                             handle,
                         },
                     );
@@ -140,10 +138,12 @@ async fn reconcile(
                 if let (Some(wanted), Some(client)) =
                     (desired.get(site_id), running.get_mut(site_id))
                 {
-                    let routes = Arc::new(SiteRoutes::build(&wanted.topics));
-                    let _ = client.handle.routes.send(routes);
-                    client.topics = wanted.topics.clone();
-                    tracing::info!(target: CONNECTION_TARGET, site_id, patterns = wanted.topics.len(), "topic patterns changed; re-subscribing");
+                    let _ = client
+                        .handle
+                        .live_settings
+                        .send(Arc::new(wanted.live.clone()));
+                    client.live = wanted.live.clone();
+                    tracing::info!(target: CONNECTION_TARGET, site_id, patterns = wanted.live.topics.len(), "topic patterns, discovery filter or silence limit changed; re-subscribing");
                 }
             }
             Action::Stop(_) => {}

@@ -7,6 +7,7 @@ use sea_orm::DbErr;
 
 use super::device_state::SensorRow;
 use super::postgres_arrays::PostgresArray;
+use super::statements::ONLINE_BY_MESSAGE;
 use super::transaction::{execution_error, PostgresTransaction};
 
 // Known rows are updated by id, from arrays: the multi-row upsert costs the
@@ -28,7 +29,9 @@ pub(super) async fn update_known_dataloggers(
     let sql = format!(
         "UPDATE datalogger SET \
            last_seen = CASE WHEN {newer} THEN known.last_seen ELSE datalogger.last_seen END, \
-           is_online = CASE WHEN {newer} THEN true ELSE datalogger.is_online END \
+           is_online = CASE WHEN {newer} THEN true ELSE datalogger.is_online END, \
+           online_cause = CASE WHEN {newer} THEN '{ONLINE_BY_MESSAGE}' ELSE datalogger.online_cause END, \
+           online_changed_at = CASE WHEN {newer} THEN known.last_seen ELSE datalogger.online_changed_at END \
          FROM (SELECT unnest($1::int4[]) AS id, unnest($2::timestamptz[]) AS last_seen) AS known \
          WHERE datalogger.id = known.id"
     );

@@ -20,6 +20,11 @@ use crate::pipeline::discover::TopicTally;
 use crate::pipeline::names::{DataloggerKey, GatewayKey, Name, SensorKey};
 use crate::pipeline::{Outcome, Prepared};
 
+/// Why a device's `is_online` was written, as its `online_cause` (kept in `device_event` rows
+/// when `is_online` changes): a status message announced it, or any message showed it alive.
+pub(super) const ONLINE_BY_STATUS_MESSAGE: &str = "status_message";
+pub(super) const ONLINE_BY_MESSAGE: &str = "message";
+
 /// Rows per statement: well under SQLite's and PostgreSQL's bind-parameter limits.
 const CHUNK_ROWS: usize = 500;
 
@@ -199,6 +204,15 @@ pub(super) async fn upsert_gateways<C: ConnectionTrait>(
                 name: Set(None),
                 last_seen: Set(Some(row.last_seen)),
                 is_online: Set(row.is_online),
+                online_cause: Set(Some(
+                    if row.announced {
+                        ONLINE_BY_STATUS_MESSAGE
+                    } else {
+                        ONLINE_BY_MESSAGE
+                    }
+                    .into(),
+                )),
+                online_changed_at: Set(Some(row.last_seen)),
                 metadata: Set(row.metadata.clone().map(serde_json::Value::Object)),
                 created_at: Set(now),
                 ..Default::default()
@@ -217,6 +231,18 @@ pub(super) async fn upsert_gateways<C: ConnectionTrait>(
                         gateway::Column::IsOnline,
                         Expr::cust(format!(
                             "CASE WHEN {GATEWAY_NEWER} THEN excluded.is_online ELSE gateway.is_online END"
+                        )),
+                    )
+                    .value(
+                        gateway::Column::OnlineCause,
+                        Expr::cust(format!(
+                            "CASE WHEN {GATEWAY_NEWER} THEN excluded.online_cause ELSE gateway.online_cause END"
+                        )),
+                    )
+                    .value(
+                        gateway::Column::OnlineChangedAt,
+                        Expr::cust(format!(
+                            "CASE WHEN {GATEWAY_NEWER} THEN excluded.online_changed_at ELSE gateway.online_changed_at END"
                         )),
                     )
                     .value(
@@ -292,6 +318,8 @@ pub(super) async fn upsert_dataloggers(
             identifier: Set(identifier.to_string()),
             last_seen: Set(Some(*last_seen)),
             is_online: Set(true),
+            online_cause: Set(Some(ONLINE_BY_MESSAGE.into())),
+            online_changed_at: Set(Some(*last_seen)),
             metadata: Set(None),
             created_at: Set(now),
             ..Default::default()
@@ -317,6 +345,18 @@ pub(super) async fn upsert_dataloggers(
                     datalogger::Column::IsOnline,
                     Expr::cust(format!(
                         "CASE WHEN {DATALOGGER_NEWER} THEN excluded.is_online ELSE datalogger.is_online END"
+                    )),
+                )
+                .value(
+                    datalogger::Column::OnlineCause,
+                    Expr::cust(format!(
+                        "CASE WHEN {DATALOGGER_NEWER} THEN excluded.online_cause ELSE datalogger.online_cause END"
+                    )),
+                )
+                .value(
+                    datalogger::Column::OnlineChangedAt,
+                    Expr::cust(format!(
+                        "CASE WHEN {DATALOGGER_NEWER} THEN excluded.online_changed_at ELSE datalogger.online_changed_at END"
                     )),
                 )
                 .to_owned(),
