@@ -1,9 +1,13 @@
 //! Opening the database (SQLite or PostgreSQL) and applying the schema migrations.
 
+mod probe;
+
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+pub use probe::{DatabaseProbe, PROBE_EVERY, PROBE_TIMEOUT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

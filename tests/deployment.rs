@@ -94,7 +94,7 @@ fn compose_values_are_valid_configuration() {
         "port {port} is not published"
     );
     assert!(config.database.url.starts_with("postgres://"));
-    assert!(compose.contains("http://127.0.0.1:8080/health"));
+    assert!(compose.contains("http://127.0.0.1:8080/health/ready"));
     assert!(
         compose.contains("condition: service_healthy"),
         "the supervisor waits for the database"
@@ -118,7 +118,7 @@ fn containerfile_matches_the_binary() {
     }
     assert!(containerfile.contains("SUPERVISOR_HTTP_ADDR=0.0.0.0:8080"));
     assert!(containerfile.contains("EXPOSE 8080"));
-    assert!(containerfile.contains("http://127.0.0.1:8080/health"));
+    assert!(containerfile.contains("http://127.0.0.1:8080/health/ready"));
     assert!(
         containerfile.contains("USER supervisor"),
         "runs as non-root"
