@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod parsers;
 pub mod pipeline;
+pub mod queries;
 pub mod shutdown;
 pub mod state;
 pub mod supervisor;
