@@ -132,8 +132,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             ),
         ),
         endpoint(Method::GET, "/ws", ReadSocket, get(ws::upgrade)).describe(
+            // The `?token=` it also takes is the `queryToken` security scheme.
             Operation::new("WebSocket of live events (see the API guide).")
-                .query::<ws::SocketQuery>()
                 .empty(
                     StatusCode::SWITCHING_PROTOCOLS,
                     "Switching to the WebSocket protocol",

@@ -50,7 +50,11 @@ pub fn openapi() -> OpenApi {
         )
         .security_scheme(
             "queryToken",
-            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "The token as a query parameter, for clients that cannot send an Authorization \
+                 header (browsers opening the WebSocket); only GET /ws reads it.",
+            ))),
         );
     for endpoint in endpoints() {
         let mut operation = with_common_replies(endpoint.operation, endpoint.path, endpoint.access);

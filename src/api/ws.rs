@@ -5,19 +5,8 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 
-use utoipa::IntoParams;
-
 use super::error::ApiError;
 use crate::state::AppState;
-
-/// The socket's query string, read by the access check before the upgrade.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct SocketQuery {
-    /// The token, for clients that cannot send an Authorization header (browsers).
-    token: Option<String>,
-}
 
 /// Clients only send small control messages; anything larger is not one of ours.
 const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
