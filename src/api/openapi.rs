@@ -272,12 +272,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "prints the document"]
-    fn print() {
-        println!("{:#}", sample());
-    }
-
-    #[test]
     fn document_covers_exactly_the_router() {
         let from_router: BTreeSet<(String, String)> = crate::api::route_table()
             .into_iter()

@@ -225,6 +225,30 @@ mod tests {
         assert!(message.starts_with("must be an RFC 3339 time"), "{message}");
     }
 
+    /// Whatever the document's `date-time` format admits, the parameter reads.
+    #[test]
+    fn every_documented_date_time_is_read() {
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&serde_json::json!({"type": "string", "format": "date-time"}))
+            .expect("schema");
+        for text in [
+            "2024-05-01T12:00:00Z",
+            "2024-05-01t12:00:00z",
+            "2024-05-01T12:00:00.123456789123Z",
+            "2024-05-01T12:00:00-00:00",
+            "2024-05-01T12:00:00+23:59",
+            "2016-12-31T23:59:60Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.9Z",
+            "2024-02-29T00:00:00Z",
+        ] {
+            let admitted = validator.is_valid(&serde_json::Value::String(text.into()));
+            let read = QueryTime::from_query_text(text);
+            assert!(!admitted || read.is_ok(), "{text}: {read:?}");
+        }
+    }
+
     #[test]
     fn the_socket_token_is_read_raw() {
         assert_eq!(
