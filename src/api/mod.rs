@@ -96,213 +96,205 @@ where
 pub fn endpoints() -> Vec<Endpoint> {
     use Access::{Admin, Public, Read, ReadSocket};
     const OK: StatusCode = StatusCode::OK;
-    let mut list = vec![
-        endpoint(Method::GET, "/", Public, get(static_files::index))
-            .describe(Operation::new("The Devices page.").media(OK, "text/html", "HTML page")),
-        endpoint(Method::GET, "/app.js", Public, get(static_files::app_js)).describe(
-            Operation::new("Script of the Devices page.").media(
-                OK,
-                "text/javascript",
-                "JavaScript",
+    let mut list =
+        vec![
+            // The page's files are described from their names (see `openapi`).
+            endpoint(Method::GET, "/", Public, get(static_files::index)),
+            endpoint(Method::GET, "/app.js", Public, get(static_files::app_js)),
+            endpoint(
+                Method::GET,
+                "/style.css",
+                Public,
+                get(static_files::style_css),
             ),
-        ),
-        endpoint(
-            Method::GET,
-            "/style.css",
-            Public,
-            get(static_files::style_css),
-        )
-        .describe(Operation::new("Style sheet of the Devices page.").media(OK, "text/css", "CSS")),
-        endpoint(Method::GET, "/health", Public, get(health::health)).describe(
-            Operation::new("Database and connection health; always 200.")
-                .json::<health::Health>(OK, "Health report"),
-        ),
-        endpoint(Method::GET, "/metrics", Public, get(metrics::metrics)).describe(
-            Operation::new("Prometheus metrics.").media(
-                OK,
-                "text/plain",
-                "Prometheus text format 0.0.4",
+            endpoint(Method::GET, "/health", Public, get(health::health)).describe(
+                Operation::new("Database and connection health; always 200.")
+                    .json::<health::Health>(OK, "Health report"),
             ),
-        ),
-        endpoint(Method::GET, "/api/openapi.json", Read, get(openapi::serve)).describe(
-            Operation::new("This document, generated from the route table and its types.").media(
-                OK,
-                "application/json",
-                "OpenAPI 3.1 document",
-            ),
-        ),
-        endpoint(Method::GET, "/ws", ReadSocket, get(ws::upgrade)).describe(
-            // The `?token=` it also takes is the `queryToken` security scheme.
-            Operation::new("WebSocket of live events (see the API guide).")
-                .empty(
-                    StatusCode::SWITCHING_PROTOCOLS,
-                    "Switching to the WebSocket protocol",
-                )
-                .error(StatusCode::BAD_REQUEST, "Not a WebSocket upgrade request."),
-        ),
-        list_endpoint::<sites::SiteList>("/api/sites", "List sites, by id."),
-        endpoint(Method::POST, "/api/sites", Admin, post(sites::create)).describe(
-            Operation::new("Create a site.")
-                .body::<sites::CreateSite>()
-                .json::<sites::SiteResponse>(StatusCode::CREATED, "Created")
-                .error(StatusCode::CONFLICT, "The slug is taken."),
-        ),
-        endpoint(Method::GET, "/api/sites/{id}", Read, get(sites::get))
-            .describe(Operation::new("One site.").json::<sites::SiteResponse>(OK, "The site")),
-        endpoint(
-            Method::PATCH,
-            "/api/sites/{id}",
-            Admin,
-            patch(sites::update),
-        )
-        .describe(
-            Operation::new("Change a site.")
-                .body::<sites::UpdateSite>()
-                .json::<sites::SiteResponse>(OK, "The changed site")
-                .error(StatusCode::CONFLICT, "The slug is taken."),
-        ),
-        endpoint(
-            Method::DELETE,
-            "/api/sites/{id}",
-            Admin,
-            delete(sites::delete),
-        )
-        .describe(
-            Operation::new("Delete a site and everything it owns.")
-                .empty(StatusCode::NO_CONTENT, "Deleted"),
-        ),
-        endpoint(
-            Method::GET,
-            "/api/sites/{site_id}/devices",
-            Read,
-            get(devices::list),
-        )
-        .describe(
-            Operation::new("The device tree of a site.").json_list::<GatewayNode>(
-                OK,
-                "Gateways with their dataloggers and sensors, by identifier",
-            ),
-        ),
-        list_endpoint::<connections::ConnectionList>(
-            "/api/mqtt/connections",
-            "List connections, by site.",
-        ),
-        endpoint(
-            Method::POST,
-            "/api/mqtt/connections",
-            Admin,
-            post(connections::create),
-        )
-        .describe(
-            Operation::new("Create the connection of a site.")
-                .body::<connections::CreateConnection>()
-                .json::<ConnectionResponse>(StatusCode::CREATED, "Created")
-                .error(StatusCode::CONFLICT, "The site already has a connection."),
-        ),
-        list_endpoint::<topics::TopicList>("/api/mqtt/topics", "List topic patterns."),
-        endpoint(
-            Method::POST,
-            "/api/mqtt/topics",
-            Admin,
-            post(topics::create),
-        )
-        .describe(
-            Operation::new("Create a topic pattern.")
-                .body::<topics::CreateTopic>()
-                .json::<topics::TopicResponse>(StatusCode::CREATED, "Created"),
-        ),
-        endpoint(Method::GET, "/api/mqtt/topics/{id}", Read, get(topics::get)).describe(
-            Operation::new("One topic pattern.").json::<topics::TopicResponse>(OK, "The pattern"),
-        ),
-        endpoint(
-            Method::PATCH,
-            "/api/mqtt/topics/{id}",
-            Admin,
-            patch(topics::update),
-        )
-        .describe(
-            Operation::new("Change a topic pattern.")
-                .body::<topics::UpdateTopic>()
-                .json::<topics::TopicResponse>(OK, "The changed pattern"),
-        ),
-        endpoint(
-            Method::DELETE,
-            "/api/mqtt/topics/{id}",
-            Admin,
-            delete(topics::delete),
-        )
-        .describe(
-            Operation::new("Delete a topic pattern.").empty(StatusCode::NO_CONTENT, "Deleted"),
-        ),
-        list_endpoint::<discovered_topics::DiscoveredTopicList>(
-            "/api/mqtt/discovered-topics",
-            "Topics seen on the broker, most recently seen first.",
-        ),
-        endpoint(Method::GET, "/api/parsers", Read, get(parsers::list)).describe(
-            Operation::new("The parser registry.")
-                .json_list::<ParserInfoSchema>(OK, "Parsers, by name"),
-        ),
-        // A dry run writes nothing, so it needs only read access.
-        endpoint(
-            Method::POST,
-            "/api/parsers/{name}/test",
-            Read,
-            post(parsers::test),
-        )
-        .describe(
-            Operation::new("Dry-run a parser on a sample message; nothing is written.")
-                .body::<parsers::TestRequest>()
-                .json::<parsers::TestResult>(OK, "What would be stored, or why not"),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/parsers/reload",
-            Admin,
-            post(parsers::reload),
-        )
-        .describe(
-            Operation::new("Reload the declarative parsers from the parsers folder.")
-                .json_list::<ParserInfoSchema>(OK, "The new registry")
-                .error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Some files did not load (error.details lists them); the registry in \
-                     force is unchanged.",
+            endpoint(Method::GET, "/metrics", Public, get(metrics::metrics)).describe(
+                Operation::new("Prometheus metrics.").media(
+                    OK,
+                    "text/plain",
+                    "Prometheus text format 0.0.4",
                 ),
-        ),
-        endpoint(
-            Method::GET,
-            "/api/sensors/{id}/readings",
-            Read,
-            get(readings::list),
-        )
-        .describe(
-            Operation::new("Readings of a sensor, newest first.")
-                .query::<readings::ReadingsQuery>()
-                .query::<PageQuery>()
-                .json_list::<readings::ReadingResponse>(OK, "Readings"),
-        ),
-        list_endpoint::<logs::ConnectionLogList>(
-            "/api/mqtt/connection-logs",
-            "Connection events, newest first.",
-        ),
-        list_endpoint::<logs::ParsingLogList>(
-            "/api/mqtt/parsing-logs",
-            "Payloads that could not be stored, newest first.",
-        ),
-        endpoint(
-            Method::POST,
-            "/api/mqtt/parsing-logs/{id}/replay",
-            Admin,
-            post(logs::replay),
-        )
-        .describe(
-            Operation::new(
-                "Parse a logged payload again with today's patterns and parsers; stored if it \
-                 parses.",
+            ),
+            endpoint(Method::GET, "/api/openapi.json", Read, get(openapi::serve)).describe(
+                Operation::new("This document, generated from the route table and its types.")
+                    .media(OK, "application/json", "OpenAPI 3.1 document"),
+            ),
+            endpoint(Method::GET, "/ws", ReadSocket, get(ws::upgrade)).describe(
+                // The `?token=` it also takes is the `queryToken` security scheme.
+                Operation::new("WebSocket of live events (see the API guide).")
+                    .empty(
+                        StatusCode::SWITCHING_PROTOCOLS,
+                        "Switching to the WebSocket protocol",
+                    )
+                    .error(StatusCode::BAD_REQUEST, "Not a WebSocket upgrade request."),
+            ),
+            list_endpoint::<sites::SiteList>("/api/sites", "List sites, by id."),
+            endpoint(Method::POST, "/api/sites", Admin, post(sites::create)).describe(
+                Operation::new("Create a site.")
+                    .body::<sites::CreateSite>()
+                    .json::<sites::SiteResponse>(StatusCode::CREATED, "Created")
+                    .error(StatusCode::CONFLICT, "The slug is taken."),
+            ),
+            endpoint(Method::GET, "/api/sites/{id}", Read, get(sites::get))
+                .describe(Operation::new("One site.").json::<sites::SiteResponse>(OK, "The site")),
+            endpoint(
+                Method::PATCH,
+                "/api/sites/{id}",
+                Admin,
+                patch(sites::update),
             )
-            .json::<ReplayOutcomeSchema>(OK, "The outcome, parsed or not"),
-        ),
-    ];
+            .describe(
+                Operation::new("Change a site.")
+                    .body::<sites::UpdateSite>()
+                    .json::<sites::SiteResponse>(OK, "The changed site")
+                    .error(StatusCode::CONFLICT, "The slug is taken."),
+            ),
+            endpoint(
+                Method::DELETE,
+                "/api/sites/{id}",
+                Admin,
+                delete(sites::delete),
+            )
+            .describe(
+                Operation::new("Delete a site and everything it owns.")
+                    .empty(StatusCode::NO_CONTENT, "Deleted"),
+            ),
+            endpoint(
+                Method::GET,
+                "/api/sites/{site_id}/devices",
+                Read,
+                get(devices::list),
+            )
+            .describe(
+                Operation::new("The device tree of a site.").json_list::<GatewayNode>(
+                    OK,
+                    "Gateways with their dataloggers and sensors, by identifier",
+                ),
+            ),
+            list_endpoint::<connections::ConnectionList>(
+                "/api/mqtt/connections",
+                "List connections, by site.",
+            ),
+            endpoint(
+                Method::POST,
+                "/api/mqtt/connections",
+                Admin,
+                post(connections::create),
+            )
+            .describe(
+                Operation::new("Create the connection of a site.")
+                    .body::<connections::CreateConnection>()
+                    .json::<ConnectionResponse>(StatusCode::CREATED, "Created")
+                    .error(StatusCode::CONFLICT, "The site already has a connection."),
+            ),
+            list_endpoint::<topics::TopicList>("/api/mqtt/topics", "List topic patterns."),
+            endpoint(
+                Method::POST,
+                "/api/mqtt/topics",
+                Admin,
+                post(topics::create),
+            )
+            .describe(
+                Operation::new("Create a topic pattern.")
+                    .body::<topics::CreateTopic>()
+                    .json::<topics::TopicResponse>(StatusCode::CREATED, "Created"),
+            ),
+            endpoint(Method::GET, "/api/mqtt/topics/{id}", Read, get(topics::get)).describe(
+                Operation::new("One topic pattern.")
+                    .json::<topics::TopicResponse>(OK, "The pattern"),
+            ),
+            endpoint(
+                Method::PATCH,
+                "/api/mqtt/topics/{id}",
+                Admin,
+                patch(topics::update),
+            )
+            .describe(
+                Operation::new("Change a topic pattern.")
+                    .body::<topics::UpdateTopic>()
+                    .json::<topics::TopicResponse>(OK, "The changed pattern"),
+            ),
+            endpoint(
+                Method::DELETE,
+                "/api/mqtt/topics/{id}",
+                Admin,
+                delete(topics::delete),
+            )
+            .describe(
+                Operation::new("Delete a topic pattern.").empty(StatusCode::NO_CONTENT, "Deleted"),
+            ),
+            list_endpoint::<discovered_topics::DiscoveredTopicList>(
+                "/api/mqtt/discovered-topics",
+                "Topics seen on the broker, most recently seen first.",
+            ),
+            endpoint(Method::GET, "/api/parsers", Read, get(parsers::list)).describe(
+                Operation::new("The parser registry.")
+                    .json_list::<ParserInfoSchema>(OK, "Parsers, by name"),
+            ),
+            // A dry run writes nothing, so it needs only read access.
+            endpoint(
+                Method::POST,
+                "/api/parsers/{name}/test",
+                Read,
+                post(parsers::test),
+            )
+            .describe(
+                Operation::new("Dry-run a parser on a sample message; nothing is written.")
+                    .body::<parsers::TestRequest>()
+                    .json::<parsers::TestResult>(OK, "What would be stored, or why not"),
+            ),
+            endpoint(
+                Method::POST,
+                "/api/parsers/reload",
+                Admin,
+                post(parsers::reload),
+            )
+            .describe(
+                Operation::new("Reload the declarative parsers from the parsers folder.")
+                    .json_list::<ParserInfoSchema>(OK, "The new registry")
+                    .error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Some files did not load (error.details lists them); the registry in \
+                     force is unchanged.",
+                    ),
+            ),
+            endpoint(
+                Method::GET,
+                "/api/sensors/{id}/readings",
+                Read,
+                get(readings::list),
+            )
+            .describe(
+                Operation::new("Readings of a sensor, newest first.")
+                    .query::<readings::ReadingsQuery>()
+                    .query::<PageQuery>()
+                    .json_list::<readings::ReadingResponse>(OK, "Readings"),
+            ),
+            list_endpoint::<logs::ConnectionLogList>(
+                "/api/mqtt/connection-logs",
+                "Connection events, newest first.",
+            ),
+            list_endpoint::<logs::ParsingLogList>(
+                "/api/mqtt/parsing-logs",
+                "Payloads that could not be stored, newest first.",
+            ),
+            endpoint(
+                Method::POST,
+                "/api/mqtt/parsing-logs/{id}/replay",
+                Admin,
+                post(logs::replay),
+            )
+            .describe(
+                Operation::new(
+                    "Parse a logged payload again with today's patterns and parsers; stored if it \
+                 parses.",
+                )
+                .json::<ReplayOutcomeSchema>(OK, "The outcome, parsed or not"),
+            ),
+        ];
     for (path, summaries) in [
         (
             "/api/mqtt/connection/{site_id}/",

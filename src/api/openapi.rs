@@ -57,7 +57,12 @@ pub fn openapi() -> OpenApi {
             ))),
         );
     for endpoint in endpoints() {
-        let mut operation = with_common_replies(endpoint.operation, endpoint.path, endpoint.access);
+        let operation = if endpoint.operation.replies.is_empty() {
+            page_file(endpoint.path)
+        } else {
+            endpoint.operation
+        };
+        let mut operation = with_common_replies(operation, endpoint.path, endpoint.access);
         for (name, schema) in std::mem::take(&mut operation.schemas) {
             components = components.schema(name, schema);
         }
@@ -85,6 +90,23 @@ pub fn openapi() -> OpenApi {
         .paths(paths.build())
         .components(Some(components.build()))
         .build()
+}
+
+/// A route that describes nothing serves a file of the Devices page: its media type follows from
+/// its name, as the files' own handlers set it (`tests/api_contract.rs` checks them).
+fn page_file(path: &str) -> Operation {
+    let (summary, media_type) = match path.rsplit_once('.').map(|(_, extension)| extension) {
+        None => ("The Devices page.", "text/html"),
+        Some("js") => ("A script of the Devices page.", "text/javascript"),
+        Some("css") => ("A style sheet of the Devices page.", "text/css"),
+        Some("svg") => ("An image of the Devices page.", "image/svg+xml"),
+        Some("png") => ("An image of the Devices page.", "image/png"),
+        Some("ico") => ("The icon of the Devices page.", "image/x-icon"),
+        Some("html") => ("A page of the Devices page.", "text/html"),
+        Some("json") => ("A file of the Devices page.", "application/json"),
+        Some(_) => ("A file of the Devices page.", "application/octet-stream"),
+    };
+    Operation::new(summary).media(StatusCode::OK, media_type, "The file")
 }
 
 /// The replies every route of a kind shares, unless the route describes its own.
@@ -168,9 +190,6 @@ fn path_operation(operation: Operation, path: &str, access: Access) -> PathOpera
     }
     let mut replies = operation.replies;
     replies.sort_by_key(|reply| reply.status);
-    if replies.is_empty() {
-        replies = Operation::new("").empty(StatusCode::OK, "OK").replies;
-    }
     let mut responses = ResponsesBuilder::new();
     for reply in replies {
         let response = ResponseBuilder::new().description(reply.description);
