@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod parsers;
 pub mod pipeline;
+pub mod queries;
 pub mod routing;
 pub mod seed;
 pub mod shutdown;

@@ -405,6 +405,13 @@ async fn the_openapi_document_describes_exactly_the_router() {
                 })
                 .unwrap_or_else(|| panic!("{method} {path} is described but not routed"));
             assert_eq!(public, access == Access::Public, "{method} {path} security");
+            // The document is generated from the route table: what the access check answers is
+            // listed wherever it applies.
+            assert_eq!(
+                operation["responses"].get("401").is_some(),
+                access != Access::Public,
+                "{method} {path} lists 401"
+            );
         }
     }
     let routed: BTreeSet<(String, String)> = route_table()

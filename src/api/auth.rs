@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::extract::QueryParams;
+use super::query::raw_parameter;
 use crate::state::AppState;
 
 /// Who may call an endpoint.
@@ -57,9 +57,9 @@ pub fn check(
     }
     let given = match bearer_token(headers) {
         Some(token) => Some(token.to_string()),
-        None if access == Access::ReadSocket => query
-            .and_then(|query| QueryParams::parse(query).ok())
-            .and_then(|params| params.get("token").map(str::to_string)),
+        None if access == Access::ReadSocket => {
+            query.and_then(|query| raw_parameter(query, "token"))
+        }
         None => None,
     };
     match given {

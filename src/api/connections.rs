@@ -4,118 +4,152 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Order, QueryFilter, Set,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use utoipa::openapi::Object;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Patch, PathId, QueryParams};
-use super::pagination::Page;
+use super::extract::{ApiJson, JsonInteger, Patch, PathId};
+use super::list::Listing;
+use super::schema::{self, MAX_MQTT_STRING_BYTES};
 use crate::entity::{mqtt_connection, site};
+use crate::queries::connections::{find_by_site, ConnectionResponse};
 use crate::state::AppState;
-use crate::supervisor::SupervisorHandle;
 
 const MAX_HOST_CHARS: usize = 255;
-/// MQTT strings carry a 16-bit length.
-const MAX_MQTT_STRING_BYTES: usize = 65_535;
 const MIN_KEEPALIVE_SECS: i64 = 5;
 const MAX_KEEPALIVE_SECS: i64 = 65_535;
 const DEFAULT_KEEPALIVE_SECS: i32 = 30;
 
-/// A connection as the API shows it: the password never leaves the service, only whether one
-/// is set.
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectionResponse {
-    pub id: i32,
-    pub site_id: i32,
-    pub host: String,
-    pub port: i32,
-    pub username: Option<String>,
-    pub has_password: bool,
-    pub client_id: String,
-    pub use_tls: bool,
-    pub ca_file: Option<String>,
-    pub keepalive_secs: i32,
-    pub clean_session: bool,
-    pub is_active: bool,
-    pub status: String,
-    pub last_error: Option<String>,
-    pub connected_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub reconnect_attempts: u32,
-    pub retry_in_ms: Option<u64>,
-}
-
-impl ConnectionResponse {
-    /// Status and error come from the row (what the connection task last wrote); retry details
-    /// only exist in the supervisor's memory.
-    pub fn new(model: mqtt_connection::Model, supervisor: &SupervisorHandle) -> ConnectionResponse {
-        let live = supervisor.live_status(model.site_id);
-        ConnectionResponse {
-            id: model.id,
-            site_id: model.site_id,
-            host: model.host,
-            port: model.port,
-            username: model.username,
-            has_password: model.password.is_some(),
-            client_id: model.client_id,
-            use_tls: model.use_tls,
-            ca_file: model.ca_file,
-            keepalive_secs: model.keepalive_secs,
-            clean_session: model.clean_session,
-            is_active: model.is_active,
-            status: model.status,
-            last_error: model.last_error,
-            connected_at: model.connected_at,
-            created_at: model.created_at,
-            updated_at: model.updated_at,
-            reconnect_attempts: live.as_ref().map_or(0, |live| live.reconnect_attempts),
-            retry_in_ms: live.and_then(|live| live.retry_in_ms),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+/// A new connection; it starts stopped unless `is_active` is true.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ConnectionCreate)]
 pub struct CreateConnection {
-    site_id: i64,
+    /// An existing site without a connection.
+    #[schema(schema_with = schema::id)]
+    site_id: JsonInteger,
+    #[schema(schema_with = host_schema)]
     host: String,
-    port: i64,
+    #[schema(schema_with = port_schema)]
+    port: JsonInteger,
+    #[schema(schema_with = optional_text_schema)]
     username: Option<String>,
+    #[schema(schema_with = password_schema)]
     password: Option<String>,
+    /// Default `mqtt-supervisor-<site slug>`.
+    #[schema(schema_with = client_id_schema)]
     client_id: Option<String>,
+    /// Default false.
     use_tls: Option<bool>,
+    #[schema(schema_with = optional_text_schema)]
     ca_file: Option<String>,
-    keepalive_secs: Option<i64>,
+    /// Default 30.
+    #[schema(schema_with = optional_keepalive_schema)]
+    keepalive_secs: Option<JsonInteger>,
+    /// Default false: a persistent session, so the broker keeps messages while disconnected.
     clean_session: Option<bool>,
+    /// Default false.
     is_active: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Only the fields given change; `username`, `password` and `ca_file` may be `null` (cleared),
+/// the others may not.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ConnectionPatch)]
 pub struct UpdateConnection {
     #[serde(default)]
+    #[schema(schema_with = host_schema)]
     host: Patch<String>,
     #[serde(default)]
-    port: Patch<i64>,
+    #[schema(schema_with = port_schema)]
+    port: Patch<JsonInteger>,
     #[serde(default)]
+    #[schema(schema_with = optional_text_schema)]
     username: Patch<String>,
     #[serde(default)]
+    #[schema(schema_with = password_schema)]
     password: Patch<String>,
     #[serde(default)]
+    #[schema(schema_with = required_client_id_schema)]
     client_id: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = bool)]
     use_tls: Patch<bool>,
     #[serde(default)]
+    #[schema(schema_with = optional_text_schema)]
     ca_file: Patch<String>,
     #[serde(default)]
-    keepalive_secs: Patch<i64>,
+    #[schema(schema_with = keepalive_schema)]
+    keepalive_secs: Patch<JsonInteger>,
     #[serde(default)]
+    #[schema(value_type = bool)]
     clean_session: Patch<bool>,
     #[serde(default)]
+    #[schema(value_type = bool)]
     is_active: Patch<bool>,
+}
+
+/// Surrounding whitespace is dropped; what remains is 1 to 255 characters without whitespace.
+fn host_schema() -> Object {
+    let space = schema::WHITESPACE_CLASS;
+    schema::string()
+        .pattern(Some(format!(
+            "^[{space}]*[^{space}]{{1,{MAX_HOST_CHARS}}}[{space}]*$"
+        )))
+        .description(Some(
+            "A host name or IP address, 1 to 255 characters without whitespace.",
+        ))
+        .build()
+}
+
+fn port_schema() -> Object {
+    schema::integer(1, 65_535).build()
+}
+
+fn keepalive_schema() -> Object {
+    schema::integer(MIN_KEEPALIVE_SECS, MAX_KEEPALIVE_SECS).build()
+}
+
+fn optional_keepalive_schema() -> Object {
+    schema::or_null(schema::integer(MIN_KEEPALIVE_SECS, MAX_KEEPALIVE_SECS))
+}
+
+/// Texts that may be left out: `null` or an empty string means none.
+fn optional_text_schema() -> Object {
+    schema::or_null(schema::mqtt_string())
+}
+
+fn password_schema() -> Object {
+    let mut object = optional_text_schema();
+    object.write_only = Some(true);
+    object.description = Some(
+        "Never returned (the connection shows has_password). At most 65535 bytes as UTF-8.".into(),
+    );
+    object
+}
+
+fn required_client_id_schema() -> Object {
+    schema::mqtt_string()
+        .pattern(Some(schema::not_blank_pattern()))
+        .description(Some(
+            "Not blank, at most 65535 bytes as UTF-8; stored without surrounding whitespace.",
+        ))
+        .build()
+}
+
+fn client_id_schema() -> Object {
+    let mut object = required_client_id_schema();
+    object.schema_type = utoipa::openapi::schema::SchemaType::Array(vec![
+        utoipa::openapi::Type::String,
+        utoipa::openapi::Type::Null,
+    ]);
+    object
 }
 
 fn validate_host(host: &str) -> Result<String, ApiError> {
@@ -132,7 +166,7 @@ fn validate_host(host: &str) -> Result<String, ApiError> {
     Ok(host.to_string())
 }
 
-fn validate_port(port: i64) -> Result<i32, ApiError> {
+fn validate_port(JsonInteger(port): JsonInteger) -> Result<i32, ApiError> {
     if !(1..=65_535).contains(&port) {
         return Err(ApiError::validation(
             "port",
@@ -142,7 +176,7 @@ fn validate_port(port: i64) -> Result<i32, ApiError> {
     Ok(port as i32)
 }
 
-fn validate_keepalive(seconds: i64) -> Result<i32, ApiError> {
+fn validate_keepalive(JsonInteger(seconds): JsonInteger) -> Result<i32, ApiError> {
     if !(MIN_KEEPALIVE_SECS..=MAX_KEEPALIVE_SECS).contains(&seconds) {
         return Err(ApiError::validation(
             "keepalive_secs",
@@ -154,16 +188,17 @@ fn validate_keepalive(seconds: i64) -> Result<i32, ApiError> {
     Ok(seconds as i32)
 }
 
+/// The length counts what the caller sent, as the document's `maxLength` does.
 fn validate_client_id(client_id: &str) -> Result<String, ApiError> {
-    let client_id = client_id.trim();
-    if client_id.is_empty() {
-        return Err(ApiError::validation("client_id", "must not be empty"));
-    }
     if client_id.len() > MAX_MQTT_STRING_BYTES {
         return Err(ApiError::validation(
             "client_id",
             format!("must be at most {MAX_MQTT_STRING_BYTES} bytes"),
         ));
+    }
+    let client_id = client_id.trim();
+    if client_id.is_empty() {
+        return Err(ApiError::validation("client_id", "must not be empty"));
     }
     Ok(client_id.to_string())
 }
@@ -181,21 +216,11 @@ fn optional_text(field: &str, value: Option<String>) -> Result<Option<String>, A
     }
 }
 
-pub async fn find_by_site(
-    state: &AppState,
-    site_id: i32,
-) -> Result<Option<mqtt_connection::Model>, ApiError> {
-    Ok(mqtt_connection::Entity::find()
-        .filter(mqtt_connection::Column::SiteId.eq(site_id))
-        .one(&state.db)
-        .await?)
-}
-
 async fn require_by_site(
     state: &AppState,
     site_id: i32,
 ) -> Result<mqtt_connection::Model, ApiError> {
-    find_by_site(state, site_id)
+    find_by_site(&state.db, site_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("site {site_id} has no MQTT connection")))
 }
@@ -206,34 +231,27 @@ fn already_connected(site_id: i32) -> String {
     )
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    params: QueryParams,
-) -> Result<Json<Vec<ConnectionResponse>>, ApiError> {
-    let page = Page::from_params(&params)?;
-    let mut query = mqtt_connection::Entity::find();
-    if let Some(site_id) = params.id("site_id")? {
-        query = query.filter(mqtt_connection::Column::SiteId.eq(site_id));
+/// `GET /api/mqtt/connections`: by site (one connection per site).
+pub struct ConnectionList;
+
+impl Listing for ConnectionList {
+    type Entity = mqtt_connection::Entity;
+    type Item = ConnectionResponse;
+    const SITE_COLUMN: Option<mqtt_connection::Column> = Some(mqtt_connection::Column::SiteId);
+    fn order() -> Vec<(mqtt_connection::Column, Order)> {
+        vec![(mqtt_connection::Column::SiteId, Order::Asc)]
     }
-    let rows = query
-        .order_by_asc(mqtt_connection::Column::SiteId)
-        .limit(page.limit)
-        .offset(page.offset)
-        .all(&state.db)
-        .await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|row| ConnectionResponse::new(row, &state.supervisor))
-            .collect(),
-    ))
+    fn item(row: mqtt_connection::Model, state: &AppState) -> ConnectionResponse {
+        ConnectionResponse::new(row, &state.supervisor)
+    }
 }
 
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateConnection>,
 ) -> Result<(StatusCode, Json<ConnectionResponse>), ApiError> {
-    let site_id = i32::try_from(body.site_id).map_err(|_| {
-        ApiError::validation("site_id", format!("site {} does not exist", body.site_id))
+    let site_id = i32::try_from(body.site_id.0).map_err(|_| {
+        ApiError::validation("site_id", format!("site {} does not exist", body.site_id.0))
     })?;
     let host = validate_host(&body.host)?;
     let port = validate_port(body.port)?;
@@ -256,7 +274,7 @@ pub async fn create(
             format!("site {site_id} does not exist"),
         ));
     };
-    if find_by_site(&state, site_id).await?.is_some() {
+    if find_by_site(&state.db, site_id).await?.is_some() {
         return Err(ApiError::conflict(already_connected(site_id)));
     }
     let now = Utc::now();

@@ -1,27 +1,31 @@
 //! `/api/mqtt/discovered-topics`: every topic a site's broker delivered, most recently seen first.
 
-use axum::extract::State;
-use axum::Json;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::Order;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
-use super::extract::QueryParams;
-use super::pagination::Page;
+use super::list::Listing;
 use crate::entity::discovered_topic;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DiscoveredTopic)]
 pub struct DiscoveredTopicResponse {
     pub id: i32,
     pub site_id: i32,
     pub topic: String,
+    /// Deliveries counted (a redelivered message counts again).
     pub message_count: i64,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
+    /// An active pattern with a known parser matches the topic.
     pub is_processable: bool,
+    /// The pattern that matched it.
+    #[schema(required)]
     pub mqtt_topic_id: Option<i32>,
+    /// The start of the latest payload.
+    #[schema(required)]
     pub last_payload: Option<String>,
 }
 
@@ -41,25 +45,20 @@ impl From<discovered_topic::Model> for DiscoveredTopicResponse {
     }
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    params: QueryParams,
-) -> Result<Json<Vec<DiscoveredTopicResponse>>, ApiError> {
-    let page = Page::from_params(&params)?;
-    let mut query = discovered_topic::Entity::find();
-    if let Some(site_id) = params.id("site_id")? {
-        query = query.filter(discovered_topic::Column::SiteId.eq(site_id));
+/// `GET /api/mqtt/discovered-topics`: most recently seen first.
+pub struct DiscoveredTopicList;
+
+impl Listing for DiscoveredTopicList {
+    type Entity = discovered_topic::Entity;
+    type Item = DiscoveredTopicResponse;
+    const SITE_COLUMN: Option<discovered_topic::Column> = Some(discovered_topic::Column::SiteId);
+    fn order() -> Vec<(discovered_topic::Column, Order)> {
+        vec![
+            (discovered_topic::Column::LastSeen, Order::Desc),
+            (discovered_topic::Column::Id, Order::Desc),
+        ]
     }
-    let rows = query
-        .order_by_desc(discovered_topic::Column::LastSeen)
-        .order_by_desc(discovered_topic::Column::Id)
-        .limit(page.limit)
-        .offset(page.offset)
-        .all(&state.db)
-        .await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(DiscoveredTopicResponse::from)
-            .collect(),
-    ))
+    fn item(row: discovered_topic::Model, _: &AppState) -> DiscoveredTopicResponse {
+        row.into()
+    }
 }

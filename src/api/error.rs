@@ -5,6 +5,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sea_orm::{DbErr, SqlErr};
 use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Object;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -41,6 +44,54 @@ pub enum ApiError {
     /// Logged in full; the caller only learns that something failed on our side.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Every `code` an error body may carry.
+pub const ERROR_CODES: [&str; 12] = [
+    "unauthorized",
+    "not_found",
+    "validation_failed",
+    "parser_load_failed",
+    "conflict",
+    "payload_too_large",
+    "invalid_json",
+    "bad_request",
+    "unsupported_media_type",
+    "method_not_allowed",
+    "database_unavailable",
+    "internal",
+];
+
+/// The body of every error response, as the OpenAPI document states it.
+#[derive(ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)]
+pub struct ErrorSchema {
+    error: ErrorDetailSchema,
+}
+
+#[derive(ToSchema)]
+#[schema(as = ErrorDetail)]
+#[allow(dead_code)]
+struct ErrorDetailSchema {
+    #[schema(schema_with = code_schema)]
+    code: String,
+    message: String,
+    /// The body field or query parameter to change (`validation_failed` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    field: Option<String>,
+    /// Each problem, where there are several (`parser_load_failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<String>)]
+    details: Option<Vec<String>>,
+}
+
+fn code_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ERROR_CODES))
+        .build()
 }
 
 #[derive(Serialize)]
@@ -189,5 +240,31 @@ mod tests {
     fn internal_errors_do_not_leak() {
         let response = ApiError::Internal("secret connection string".into()).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn every_code_is_listed_for_the_document() {
+        let errors = [
+            ApiError::Unauthorized(String::new()),
+            ApiError::not_found(""),
+            ApiError::validation("a", "b"),
+            ApiError::Invalid {
+                code: "parser_load_failed",
+                message: String::new(),
+                details: Vec::new(),
+            },
+            ApiError::conflict(""),
+            ApiError::PayloadTooLarge(String::new()),
+            ApiError::InvalidJson(String::new()),
+            ApiError::BadRequest(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::MethodNotAllowed(String::new()),
+            ApiError::Unavailable(DbErr::Custom(String::new())),
+            ApiError::Internal(String::new()),
+        ];
+        for error in &errors {
+            assert!(ERROR_CODES.contains(&error.code()), "{}", error.code());
+        }
+        assert_eq!(errors.len(), ERROR_CODES.len());
     }
 }

@@ -6,7 +6,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
@@ -108,6 +107,26 @@ fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
                 };
                 return ApiError::validation(field, "this field is required");
             }
+            // An unknown field: name it, and keep serde's list of the expected ones.
+            if let Some((name, expected)) = text
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+            {
+                let field = if path == "." || path.is_empty() {
+                    name.to_string()
+                } else if path == name || path.ends_with(&format!(".{name}")) {
+                    path.to_string()
+                } else {
+                    format!("{path}.{name}")
+                };
+                let expected = expected.trim_start_matches(',').trim();
+                let message = if expected.is_empty() {
+                    "unknown field".to_string()
+                } else {
+                    format!("unknown field; {expected}")
+                };
+                return ApiError::validation(field, message);
+            }
             let field = if path == "." || path.is_empty() {
                 "body".to_string()
             } else {
@@ -123,6 +142,49 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(index) if message[index..].contains(" column ") => message[..index].to_string(),
         _ => message.to_string(),
+    }
+}
+
+/// A whole number in a JSON body, however it is written: JSON knows only numbers, so `5.0` is
+/// the integer 5 as much as `5` is (JSON Schema's `integer` agrees); `5.5` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonInteger(pub i64);
+
+impl<'de> Deserialize<'de> for JsonInteger {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntegerVisitor;
+
+        impl serde::de::Visitor<'_> for IntegerVisitor {
+            type Value = JsonInteger;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an integer")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<JsonInteger, E> {
+                Ok(JsonInteger(value))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<JsonInteger, E> {
+                i64::try_from(value)
+                    .map(JsonInteger)
+                    .map_err(|_| E::custom(format!("{value} is out of range")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<JsonInteger, E> {
+                // Beyond ±2^63 an f64 is still whole, but no longer an i64.
+                const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+                if value.fract() != 0.0 || !value.is_finite() {
+                    return Err(E::custom(format!("must be an integer (got {value})")));
+                }
+                if !(-LIMIT..LIMIT).contains(&value) {
+                    return Err(E::custom(format!("{value} is out of range")));
+                }
+                Ok(JsonInteger(value as i64))
+            }
+        }
+
+        deserializer.deserialize_any(IntegerVisitor)
     }
 }
 
@@ -165,70 +227,17 @@ impl<T> Patch<T> {
     }
 }
 
-/// The query string as name/value pairs; each endpoint reads the ones it knows and names any it
-/// cannot use in a 422. Unknown names are ignored.
-#[derive(Debug, Default)]
-pub struct QueryParams(Vec<(String, String)>);
+/// A name in the path (a parser's); one that cannot be read names no resource, so it is a 404.
+pub struct PathName(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+impl<S: Send + Sync> FromRequestParts<S> for PathName {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        QueryParams::parse(parts.uri.query().unwrap_or_default())
-    }
-}
-
-impl QueryParams {
-    pub fn parse(query: &str) -> Result<QueryParams, ApiError> {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-            .map(QueryParams)
-            .map_err(|error| ApiError::validation("query", error.to_string()))
-    }
-
-    /// The last value given for `name`, treating an empty value as absent (`?site_id=`).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-            .filter(|value| !value.is_empty())
-    }
-
-    pub fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(text) => text.trim().parse::<i64>().map(Some).map_err(|_| {
-                ApiError::validation(name, format!("must be an integer (got '{text}')"))
-            }),
-        }
-    }
-
-    pub fn id(&self, name: &str) -> Result<Option<i32>, ApiError> {
-        match self.integer(name)? {
-            None => Ok(None),
-            Some(value) => i32::try_from(value)
-                .map(Some)
-                .map_err(|_| ApiError::validation(name, format!("{value} is not a valid id"))),
-        }
-    }
-
-    /// An RFC 3339 time. A '+' of the offset arrives as a space when the caller did not
-    /// percent-encode it, so a space is read back as '+'.
-    pub fn timestamp(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(text) => DateTime::parse_from_rfc3339(&text.trim().replace(' ', "+"))
-                .map(|time| Some(time.with_timezone(&Utc)))
-                .map_err(|error| {
-                    ApiError::validation(
-                        name,
-                        format!(
-                            "must be an RFC 3339 time such as 2024-05-01T12:00:00Z (got '{text}': {error})"
-                        ),
-                    )
-                }),
-        }
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(name)| PathName(name))
+            .map_err(|_| ApiError::not_found("no such resource"))
     }
 }
 
@@ -287,6 +296,23 @@ mod tests {
         assert!(!message.contains("line"), "{message}");
     }
 
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        name: String,
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let error =
+            parse_json::<Strict>(br#"{"name": "a", "colour": "red"}"#).expect_err("must fail");
+        assert_eq!(
+            field_and_message(error),
+            ("colour".into(), "unknown field; expected `name`".into())
+        );
+    }
+
     #[test]
     fn broken_json_is_not_a_validation_error() {
         let error = parse_json::<Body>(br#"{"name": "#).expect_err("must fail");
@@ -304,6 +330,33 @@ mod tests {
     }
 
     #[test]
+    fn integers_may_be_written_as_whole_floats() {
+        #[derive(Debug, Deserialize)]
+        struct Numbers {
+            value: JsonInteger,
+        }
+        let read = |text: &str| parse_json::<Numbers>(text.as_bytes()).map(|numbers| numbers.value);
+        assert_eq!(read(r#"{"value": 5}"#).expect("integer"), JsonInteger(5));
+        assert_eq!(
+            read(r#"{"value": -5.0}"#).expect("whole float"),
+            JsonInteger(-5)
+        );
+        assert_eq!(
+            read(r#"{"value": 1e3}"#).expect("exponent"),
+            JsonInteger(1000)
+        );
+        for text in [
+            r#"{"value": 5.5}"#,
+            r#"{"value": "5"}"#,
+            r#"{"value": 1e30}"#,
+            r#"{"value": 18446744073709551615}"#,
+        ] {
+            let (field, _) = field_and_message(read(text).expect_err(text));
+            assert_eq!(field, "value", "{text}");
+        }
+    }
+
+    #[test]
     fn patch_fields_tell_null_from_absent() {
         let body: Body = parse_json(br#"{"name": "a", "port": 1}"#).expect("parses");
         assert_eq!(body.note, Patch::Absent);
@@ -311,19 +364,5 @@ mod tests {
         assert_eq!(body.note, Patch::Null);
         let body: Body = parse_json(br#"{"name": "a", "port": 1, "note": "x"}"#).expect("parses");
         assert_eq!(body.note, Patch::Value("x".into()));
-    }
-
-    #[test]
-    fn query_values_are_checked_by_name() {
-        let params = QueryParams::parse("limit=abc&site_id=&from=2024-05-01T12:00:00 02:00")
-            .expect("parses");
-        assert_eq!(params.id("site_id").expect("empty is absent"), None);
-        let (field, _) = field_and_message(params.integer("limit").expect_err("not a number"));
-        assert_eq!(field, "limit");
-        let from = params.timestamp("from").expect("space read as plus");
-        assert_eq!(
-            from.map(|time| time.to_rfc3339()),
-            Some("2024-05-01T10:00:00+00:00".into())
-        );
     }
 }

@@ -5,18 +5,22 @@ use axum::extract::State;
 use axum::Json;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{EntityTrait, Order};
 use serde::Serialize;
+use utoipa::openapi::Object;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{PathId, QueryParams};
-use super::pagination::Page;
+use super::extract::PathId;
+use super::list::Listing;
+use super::schema;
 use crate::entity::{mqtt_connection_log, mqtt_parsing_log};
 use crate::pipeline::replay::{replay as replay_row, ReplayOutcome};
 use crate::pipeline::Limits;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ConnectionLog)]
 pub struct ConnectionLogResponse {
     pub id: i32,
     pub site_id: i32,
@@ -25,19 +29,30 @@ pub struct ConnectionLogResponse {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ParsingLog)]
 pub struct ParsingLogResponse {
     pub id: i32,
     pub site_id: i32,
     pub topic: String,
+    /// The parser the pattern named, if a pattern matched.
+    #[schema(required)]
     pub parser: Option<String>,
     pub error: String,
     /// The payload as text when it is UTF-8, otherwise base64; `payload_encoding` says which.
     pub payload: String,
+    #[schema(schema_with = payload_encoding_schema)]
     pub payload_encoding: &'static str,
     pub created_at: DateTime<Utc>,
+    #[schema(required)]
     pub replayed_at: Option<DateTime<Utc>>,
     pub received_at: DateTime<Utc>,
+}
+
+fn payload_encoding_schema() -> Object {
+    schema::string()
+        .enum_values(Some(["utf8", "base64"]))
+        .build()
 }
 
 /// Payloads are kept as bytes (a device may send anything); JSON can only carry text.
@@ -69,55 +84,48 @@ impl From<mqtt_parsing_log::Model> for ParsingLogResponse {
     }
 }
 
-pub async fn connection_logs(
-    State(state): State<AppState>,
-    params: QueryParams,
-) -> Result<Json<Vec<ConnectionLogResponse>>, ApiError> {
-    let page = Page::from_params(&params)?;
-    let mut query = mqtt_connection_log::Entity::find();
-    if let Some(site_id) = params.id("site_id")? {
-        query = query.filter(mqtt_connection_log::Column::SiteId.eq(site_id));
+/// `GET /api/mqtt/connection-logs`: newest first; rows written in the same instant keep their
+/// insertion order through the id.
+pub struct ConnectionLogList;
+
+impl Listing for ConnectionLogList {
+    type Entity = mqtt_connection_log::Entity;
+    type Item = ConnectionLogResponse;
+    const SITE_COLUMN: Option<mqtt_connection_log::Column> =
+        Some(mqtt_connection_log::Column::SiteId);
+    fn order() -> Vec<(mqtt_connection_log::Column, Order)> {
+        vec![
+            (mqtt_connection_log::Column::CreatedAt, Order::Desc),
+            (mqtt_connection_log::Column::Id, Order::Desc),
+        ]
     }
-    // Rows written in the same instant keep their insertion order through the id.
-    let rows = query
-        .order_by_desc(mqtt_connection_log::Column::CreatedAt)
-        .order_by_desc(mqtt_connection_log::Column::Id)
-        .limit(page.limit)
-        .offset(page.offset)
-        .all(&state.db)
-        .await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|row| ConnectionLogResponse {
-                id: row.id,
-                site_id: row.site_id,
-                event: row.event,
-                message: row.message,
-                created_at: row.created_at,
-            })
-            .collect(),
-    ))
+    fn item(row: mqtt_connection_log::Model, _: &AppState) -> ConnectionLogResponse {
+        ConnectionLogResponse {
+            id: row.id,
+            site_id: row.site_id,
+            event: row.event,
+            message: row.message,
+            created_at: row.created_at,
+        }
+    }
 }
 
-pub async fn parsing_logs(
-    State(state): State<AppState>,
-    params: QueryParams,
-) -> Result<Json<Vec<ParsingLogResponse>>, ApiError> {
-    let page = Page::from_params(&params)?;
-    let mut query = mqtt_parsing_log::Entity::find();
-    if let Some(site_id) = params.id("site_id")? {
-        query = query.filter(mqtt_parsing_log::Column::SiteId.eq(site_id));
+/// `GET /api/mqtt/parsing-logs`: newest first.
+pub struct ParsingLogList;
+
+impl Listing for ParsingLogList {
+    type Entity = mqtt_parsing_log::Entity;
+    type Item = ParsingLogResponse;
+    const SITE_COLUMN: Option<mqtt_parsing_log::Column> = Some(mqtt_parsing_log::Column::SiteId);
+    fn order() -> Vec<(mqtt_parsing_log::Column, Order)> {
+        vec![
+            (mqtt_parsing_log::Column::CreatedAt, Order::Desc),
+            (mqtt_parsing_log::Column::Id, Order::Desc),
+        ]
     }
-    let rows = query
-        .order_by_desc(mqtt_parsing_log::Column::CreatedAt)
-        .order_by_desc(mqtt_parsing_log::Column::Id)
-        .limit(page.limit)
-        .offset(page.offset)
-        .all(&state.db)
-        .await?;
-    Ok(Json(
-        rows.into_iter().map(ParsingLogResponse::from).collect(),
-    ))
+    fn item(row: mqtt_parsing_log::Model, _: &AppState) -> ParsingLogResponse {
+        row.into()
+    }
 }
 
 /// 200 whether or not the payload parses now: the outcome is in `ok` and `error`.

@@ -1,5 +1,6 @@
 //! The HTTP interface: axum routers, one file per resource, every route listed once in
-//! [`endpoints`] with who may call it (the OpenAPI document is checked against that list).
+//! [`endpoints`] with who may call it and what it reads and answers (the OpenAPI document is
+//! generated from that list).
 
 pub mod auth;
 pub mod connections;
@@ -7,13 +8,18 @@ pub mod devices;
 pub mod discovered_topics;
 pub mod error;
 pub mod extract;
+pub mod foreign_schemas;
 pub mod health;
+pub mod list;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;
+pub mod operation;
 pub mod pagination;
 pub mod parsers;
+pub mod query;
 pub mod readings;
+pub mod schema;
 pub mod sites;
 pub mod static_files;
 pub mod topics;
@@ -23,7 +29,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderValue, Method, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::Router;
@@ -33,13 +39,20 @@ use tower_http::trace::TraceLayer;
 pub use auth::Access;
 pub use error::ApiError;
 
+use crate::queries::connections::ConnectionResponse;
+use crate::queries::devices::GatewayNode;
 use crate::state::AppState;
+use foreign_schemas::{ParserInfoSchema, ReplayOutcomeSchema};
+use list::{Listing, SiteQuery};
+use operation::Operation;
+use pagination::PageQuery;
 
-/// One method on one path.
+/// One method on one path: who may call it, its handler, and what the document says of it.
 pub struct Endpoint {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    pub operation: Operation,
     handler: MethodRouter<AppState>,
 }
 
@@ -53,144 +66,274 @@ fn endpoint(
         method,
         path,
         access,
+        operation: Operation::default(),
         handler,
     }
+}
+
+impl Endpoint {
+    fn describe(mut self, operation: Operation) -> Endpoint {
+        self.operation = operation;
+        self
+    }
+}
+
+/// `GET` of a list endpoint, described from its `Listing`.
+fn list_endpoint<L: Listing + 'static>(path: &'static str, summary: &'static str) -> Endpoint
+where
+    L::Item: Send,
+{
+    let mut operation = Operation::new(summary).query::<PageQuery>();
+    if L::SITE_COLUMN.is_some() {
+        operation = operation.query::<SiteQuery>();
+    }
+    endpoint(Method::GET, path, Access::Read, get(list::list::<L>))
+        .describe(operation.json_list::<L::Item>(StatusCode::OK, "One page of rows"))
 }
 
 /// Every route of the service. The connection routes exist with and without the trailing slash:
 /// the contract has the slash, and clients that drop it should not get a 404.
 pub fn endpoints() -> Vec<Endpoint> {
     use Access::{Admin, Public, Read, ReadSocket};
-    let connection_paths = [
-        "/api/mqtt/connection/{site_id}/",
-        "/api/mqtt/connection/{site_id}",
-    ];
-    let mut list = vec![
-        endpoint(Method::GET, "/", Public, get(static_files::index)),
-        endpoint(Method::GET, "/app.js", Public, get(static_files::app_js)),
-        endpoint(Method::GET, "/js/{file}", Public, get(static_files::module)),
-        endpoint(
-            Method::GET,
-            "/style.css",
-            Public,
-            get(static_files::style_css),
+    const OK: StatusCode = StatusCode::OK;
+    let mut list =
+        vec![
+            // The page's files are described from their names (see `openapi`).
+            endpoint(Method::GET, "/", Public, get(static_files::index)),
+            endpoint(Method::GET, "/app.js", Public, get(static_files::app_js)),
+            endpoint(Method::GET, "/js/{file}", Public, get(static_files::module)),
+            endpoint(
+                Method::GET,
+                "/style.css",
+                Public,
+                get(static_files::style_css),
+            ),
+            endpoint(Method::GET, "/health", Public, get(health::health)).describe(
+                Operation::new("Database and connection health; always 200.")
+                    .json::<health::Health>(OK, "Health report"),
+            ),
+            endpoint(Method::GET, "/metrics", Public, get(metrics::metrics)).describe(
+                Operation::new("Prometheus metrics.").media(
+                    OK,
+                    "text/plain",
+                    "Prometheus text format 0.0.4",
+                ),
+            ),
+            endpoint(Method::GET, "/api/openapi.json", Read, get(openapi::serve)).describe(
+                Operation::new("This document, generated from the route table and its types.")
+                    .media(OK, "application/json", "OpenAPI 3.1 document"),
+            ),
+            endpoint(Method::GET, "/ws", ReadSocket, get(ws::upgrade)).describe(
+                // The `?token=` it also takes is the `queryToken` security scheme.
+                Operation::new("WebSocket of live events (see the API guide).")
+                    .empty(
+                        StatusCode::SWITCHING_PROTOCOLS,
+                        "Switching to the WebSocket protocol",
+                    )
+                    .error(StatusCode::BAD_REQUEST, "Not a WebSocket upgrade request."),
+            ),
+            list_endpoint::<sites::SiteList>("/api/sites", "List sites, by id."),
+            endpoint(Method::POST, "/api/sites", Admin, post(sites::create)).describe(
+                Operation::new("Create a site.")
+                    .body::<sites::CreateSite>()
+                    .json::<sites::SiteResponse>(StatusCode::CREATED, "Created")
+                    .error(StatusCode::CONFLICT, "The slug is taken."),
+            ),
+            endpoint(Method::GET, "/api/sites/{id}", Read, get(sites::get))
+                .describe(Operation::new("One site.").json::<sites::SiteResponse>(OK, "The site")),
+            endpoint(
+                Method::PATCH,
+                "/api/sites/{id}",
+                Admin,
+                patch(sites::update),
+            )
+            .describe(
+                Operation::new("Change a site.")
+                    .body::<sites::UpdateSite>()
+                    .json::<sites::SiteResponse>(OK, "The changed site")
+                    .error(StatusCode::CONFLICT, "The slug is taken."),
+            ),
+            endpoint(
+                Method::DELETE,
+                "/api/sites/{id}",
+                Admin,
+                delete(sites::delete),
+            )
+            .describe(
+                Operation::new("Delete a site and everything it owns.")
+                    .empty(StatusCode::NO_CONTENT, "Deleted"),
+            ),
+            endpoint(
+                Method::GET,
+                "/api/sites/{site_id}/devices",
+                Read,
+                get(devices::list),
+            )
+            .describe(
+                Operation::new("The device tree of a site.").json_list::<GatewayNode>(
+                    OK,
+                    "Gateways with their dataloggers and sensors, by identifier",
+                ),
+            ),
+            list_endpoint::<connections::ConnectionList>(
+                "/api/mqtt/connections",
+                "List connections, by site.",
+            ),
+            endpoint(
+                Method::POST,
+                "/api/mqtt/connections",
+                Admin,
+                post(connections::create),
+            )
+            .describe(
+                Operation::new("Create the connection of a site.")
+                    .body::<connections::CreateConnection>()
+                    .json::<ConnectionResponse>(StatusCode::CREATED, "Created")
+                    .error(StatusCode::CONFLICT, "The site already has a connection."),
+            ),
+            list_endpoint::<topics::TopicList>("/api/mqtt/topics", "List topic patterns."),
+            endpoint(
+                Method::POST,
+                "/api/mqtt/topics",
+                Admin,
+                post(topics::create),
+            )
+            .describe(
+                Operation::new("Create a topic pattern.")
+                    .body::<topics::CreateTopic>()
+                    .json::<topics::TopicResponse>(StatusCode::CREATED, "Created"),
+            ),
+            endpoint(Method::GET, "/api/mqtt/topics/{id}", Read, get(topics::get)).describe(
+                Operation::new("One topic pattern.")
+                    .json::<topics::TopicResponse>(OK, "The pattern"),
+            ),
+            endpoint(
+                Method::PATCH,
+                "/api/mqtt/topics/{id}",
+                Admin,
+                patch(topics::update),
+            )
+            .describe(
+                Operation::new("Change a topic pattern.")
+                    .body::<topics::UpdateTopic>()
+                    .json::<topics::TopicResponse>(OK, "The changed pattern"),
+            ),
+            endpoint(
+                Method::DELETE,
+                "/api/mqtt/topics/{id}",
+                Admin,
+                delete(topics::delete),
+            )
+            .describe(
+                Operation::new("Delete a topic pattern.").empty(StatusCode::NO_CONTENT, "Deleted"),
+            ),
+            list_endpoint::<discovered_topics::DiscoveredTopicList>(
+                "/api/mqtt/discovered-topics",
+                "Topics seen on the broker, most recently seen first.",
+            ),
+            endpoint(Method::GET, "/api/parsers", Read, get(parsers::list)).describe(
+                Operation::new("The parser registry.")
+                    .json_list::<ParserInfoSchema>(OK, "Parsers, by name"),
+            ),
+            // A dry run writes nothing, so it needs only read access.
+            endpoint(
+                Method::POST,
+                "/api/parsers/{name}/test",
+                Read,
+                post(parsers::test),
+            )
+            .describe(
+                Operation::new("Dry-run a parser on a sample message; nothing is written.")
+                    .body::<parsers::TestRequest>()
+                    .json::<parsers::TestResult>(OK, "What would be stored, or why not"),
+            ),
+            endpoint(
+                Method::POST,
+                "/api/parsers/reload",
+                Admin,
+                post(parsers::reload),
+            )
+            .describe(
+                Operation::new("Reload the declarative parsers from the parsers folder.")
+                    .json_list::<ParserInfoSchema>(OK, "The new registry")
+                    .error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Some files did not load (error.details lists them); the registry in \
+                     force is unchanged.",
+                    ),
+            ),
+            endpoint(
+                Method::GET,
+                "/api/sensors/{id}/readings",
+                Read,
+                get(readings::list),
+            )
+            .describe(
+                Operation::new("Readings of a sensor, newest first.")
+                    .query::<readings::ReadingsQuery>()
+                    .query::<PageQuery>()
+                    .json_list::<readings::ReadingResponse>(OK, "Readings"),
+            ),
+            list_endpoint::<logs::ConnectionLogList>(
+                "/api/mqtt/connection-logs",
+                "Connection events, newest first.",
+            ),
+            list_endpoint::<logs::ParsingLogList>(
+                "/api/mqtt/parsing-logs",
+                "Payloads that could not be stored, newest first.",
+            ),
+            endpoint(
+                Method::POST,
+                "/api/mqtt/parsing-logs/{id}/replay",
+                Admin,
+                post(logs::replay),
+            )
+            .describe(
+                Operation::new(
+                    "Parse a logged payload again with today's patterns and parsers; stored if it \
+                 parses.",
+                )
+                .json::<ReplayOutcomeSchema>(OK, "The outcome, parsed or not"),
+            ),
+        ];
+    for (path, summaries) in [
+        (
+            "/api/mqtt/connection/{site_id}/",
+            [
+                "The connection of a site, with its live status.",
+                "Change the connection; the supervisor acts at once.",
+                "Delete the connection; its client stops.",
+            ],
         ),
-        endpoint(Method::GET, "/health", Public, get(health::health)),
-        endpoint(Method::GET, "/metrics", Public, get(metrics::metrics)),
-        endpoint(Method::GET, "/api/openapi.json", Read, get(openapi::serve)),
-        endpoint(Method::GET, "/ws", ReadSocket, get(ws::upgrade)),
-        endpoint(Method::GET, "/api/sites", Read, get(sites::list)),
-        endpoint(Method::POST, "/api/sites", Admin, post(sites::create)),
-        endpoint(Method::GET, "/api/sites/{id}", Read, get(sites::get)),
-        endpoint(
-            Method::PATCH,
-            "/api/sites/{id}",
-            Admin,
-            patch(sites::update),
+        (
+            "/api/mqtt/connection/{site_id}",
+            [
+                "The connection of a site (same without the trailing slash).",
+                "Change the connection (same without the trailing slash).",
+                "Delete the connection (same without the trailing slash).",
+            ],
         ),
-        endpoint(
-            Method::DELETE,
-            "/api/sites/{id}",
-            Admin,
-            delete(sites::delete),
-        ),
-        endpoint(
-            Method::GET,
-            "/api/sites/{site_id}/devices",
-            Read,
-            get(devices::list),
-        ),
-        endpoint(
-            Method::GET,
-            "/api/mqtt/connections",
-            Read,
-            get(connections::list),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/mqtt/connections",
-            Admin,
-            post(connections::create),
-        ),
-        endpoint(Method::GET, "/api/mqtt/topics", Read, get(topics::list)),
-        endpoint(
-            Method::POST,
-            "/api/mqtt/topics",
-            Admin,
-            post(topics::create),
-        ),
-        endpoint(Method::GET, "/api/mqtt/topics/{id}", Read, get(topics::get)),
-        endpoint(
-            Method::PATCH,
-            "/api/mqtt/topics/{id}",
-            Admin,
-            patch(topics::update),
-        ),
-        endpoint(
-            Method::DELETE,
-            "/api/mqtt/topics/{id}",
-            Admin,
-            delete(topics::delete),
-        ),
-        endpoint(
-            Method::GET,
-            "/api/mqtt/discovered-topics",
-            Read,
-            get(discovered_topics::list),
-        ),
-        endpoint(Method::GET, "/api/parsers", Read, get(parsers::list)),
-        // A dry run writes nothing, so it needs only read access.
-        endpoint(
-            Method::POST,
-            "/api/parsers/{name}/test",
-            Read,
-            post(parsers::test),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/parsers/reload",
-            Admin,
-            post(parsers::reload),
-        ),
-        endpoint(
-            Method::GET,
-            "/api/sensors/{id}/readings",
-            Read,
-            get(readings::list),
-        ),
-        endpoint(
-            Method::GET,
-            "/api/mqtt/connection-logs",
-            Read,
-            get(logs::connection_logs),
-        ),
-        endpoint(
-            Method::GET,
-            "/api/mqtt/parsing-logs",
-            Read,
-            get(logs::parsing_logs),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/mqtt/parsing-logs/{id}/replay",
-            Admin,
-            post(logs::replay),
-        ),
-    ];
-    for path in connection_paths {
-        list.push(endpoint(Method::GET, path, Read, get(connections::get)));
-        list.push(endpoint(
-            Method::PATCH,
-            path,
-            Admin,
-            patch(connections::update),
-        ));
-        list.push(endpoint(
-            Method::DELETE,
-            path,
-            Admin,
-            delete(connections::delete),
-        ));
+    ] {
+        list.push(
+            endpoint(Method::GET, path, Read, get(connections::get)).describe(
+                Operation::new(summaries[0]).json::<ConnectionResponse>(OK, "The connection"),
+            ),
+        );
+        list.push(
+            endpoint(Method::PATCH, path, Admin, patch(connections::update)).describe(
+                Operation::new(summaries[1])
+                    .body::<connections::UpdateConnection>()
+                    .json::<ConnectionResponse>(
+                        StatusCode::ACCEPTED,
+                        "The stored row; the supervisor starts, stops or restarts the client \
+                         right after",
+                    ),
+            ),
+        );
+        list.push(
+            endpoint(Method::DELETE, path, Admin, delete(connections::delete))
+                .describe(Operation::new(summaries[2]).empty(StatusCode::NO_CONTENT, "Deleted")),
+        );
     }
     list
 }

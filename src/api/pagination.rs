@@ -1,10 +1,27 @@
 //! `limit` and `offset` of every list endpoint: default 100, at most 1000 rows per page.
 
+use serde::Deserialize;
+use utoipa::IntoParams;
+
 use super::error::ApiError;
-use super::extract::QueryParams;
+use super::query::QueryInteger;
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 1000;
+
+/// The page parameters as the query string gives them.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Rows per page, 100 unless given; values above 1000 are lowered to 1000.
+    #[param(value_type = i64, minimum = 1, default = 100)]
+    #[serde(default)]
+    pub limit: Option<QueryInteger>,
+    /// Rows to skip.
+    #[param(value_type = i64, minimum = 0, default = 0)]
+    #[serde(default)]
+    pub offset: Option<QueryInteger>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -14,38 +31,48 @@ pub struct Page {
 
 impl Page {
     /// A `limit` above the maximum is lowered to it (a client asking for "everything" gets the
-    /// largest page, not an error); zero, negative or non-numeric values are a 422.
-    pub fn from_params(params: &QueryParams) -> Result<Page, ApiError> {
-        let limit = match params.integer("limit")? {
+    /// largest page, not an error); zero or negative values are a 422.
+    pub fn new(
+        limit: Option<QueryInteger>,
+        offset: Option<QueryInteger>,
+    ) -> Result<Page, ApiError> {
+        let limit = match limit {
             None => DEFAULT_LIMIT,
-            Some(value) if value < 1 => {
+            Some(QueryInteger(value)) if value < 1 => {
                 return Err(ApiError::validation(
                     "limit",
                     format!("must be between 1 and {MAX_LIMIT} (got {value})"),
                 ))
             }
-            Some(value) => (value as u64).min(MAX_LIMIT),
+            Some(QueryInteger(value)) => (value as u64).min(MAX_LIMIT),
         };
-        let offset = match params.integer("offset")? {
+        let offset = match offset {
             None => 0,
-            Some(value) if value < 0 => {
+            Some(QueryInteger(value)) if value < 0 => {
                 return Err(ApiError::validation(
                     "offset",
                     format!("must be 0 or more (got {value})"),
                 ))
             }
-            Some(value) => value as u64,
+            Some(QueryInteger(value)) => value as u64,
         };
         Ok(Page { limit, offset })
+    }
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Result<Page, ApiError> {
+        Page::new(self.limit, self.offset)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::query::parse_query;
 
     fn page(query: &str) -> Result<Page, ApiError> {
-        Page::from_params(&QueryParams::parse(query).expect("query"))
+        parse_query::<PageQuery>(query)?.page()
     }
 
     #[test]
@@ -62,5 +89,6 @@ mod tests {
         assert!(page("limit=0").is_err());
         assert!(page("offset=-1").is_err());
         assert!(page("limit=ten").is_err());
+        assert!(page("limit=1&limit=2").is_err());
     }
 }

@@ -3,28 +3,69 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::{SchemaType, Type};
+use utoipa::openapi::Object;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, PathName};
+use super::foreign_schemas::ParseOutputSchema;
+use super::{schema, topics};
 use crate::entity::mqtt_topic;
-use crate::parsers::ParserInfo;
+use crate::parsers::{ParseOutput, ParserInfo};
 use crate::pipeline::prepare::{parse_payload, Outcome};
 use crate::routing::TopicPattern;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParserTestRequest)]
 pub struct TestRequest {
+    /// A topic name as a device publishes it: not empty, without '+' or '#'.
+    #[schema(schema_with = topic_schema)]
     topic: String,
     /// Any JSON value; a string is taken as the raw payload text, so a payload that is not JSON
     /// (or is JSON inside a string) can be tried too.
+    #[schema(value_type = Value)]
     payload: Value,
+    /// The pattern whose captures to use; it must match the topic. Default: the first active
+    /// stored pattern of this parser that matches.
+    #[schema(schema_with = optional_pattern_schema)]
     pattern: Option<String>,
+}
+
+/// What the dry run found: `output` when the payload parses, `errors` when it does not.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ParserTestResult)]
+pub struct TestResult {
+    /// The topic's captures the parser saw.
+    captures: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<String>)]
+    errors: Option<Vec<String>>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = ParseOutputSchema)]
+    output: Option<ParseOutput>,
+}
+
+fn topic_schema() -> Object {
+    schema::string()
+        .min_length(Some(1))
+        .pattern(Some("^[^+#]*$"))
+        .build()
+}
+
+fn optional_pattern_schema() -> Object {
+    let mut object = topics::pattern_schema();
+    object.schema_type = SchemaType::Array(vec![Type::String, Type::Null]);
+    object
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ParserInfo>> {
@@ -34,9 +75,9 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<ParserInfo>> {
 /// Runs the parser and reports what would be stored; nothing is written.
 pub async fn test(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathName(name): PathName,
     ApiJson(body): ApiJson<TestRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TestResult>, ApiError> {
     let registry = state.parsers.current();
     if !registry.contains(&name) {
         return Err(ApiError::not_found(format!("parser '{name}' not found")));
@@ -76,14 +117,16 @@ pub async fn test(
         Utc::now(),
         state.config.pipeline.max_payload_bytes,
     );
-    Ok(Json(match outcome {
-        Outcome::Parsed(output) => json!({"ok": true, "output": output, "captures": captures}),
-        Outcome::Failed { error } => json!({"ok": false, "errors": [error], "captures": captures}),
-        Outcome::Unrouted => json!({
-            "ok": false,
-            "errors": ["no pattern matched the topic"],
-            "captures": captures,
-        }),
+    let (output, errors) = match outcome {
+        Outcome::Parsed(output) => (Some(output), None),
+        Outcome::Failed { error } => (None, Some(vec![error])),
+        Outcome::Unrouted => (None, Some(vec!["no pattern matched the topic".to_string()])),
+    };
+    Ok(Json(TestResult {
+        captures,
+        ok: output.is_some(),
+        errors,
+        output,
     }))
 }
 

@@ -5,24 +5,30 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Order, PaginatorTrait,
+    QueryFilter, Set,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::Object;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Patch, PathId, QueryParams};
-use super::pagination::Page;
+use super::extract::{ApiJson, Patch, PathId};
+use super::list::Listing;
+use super::schema;
 use crate::entity::site;
 use crate::state::AppState;
 
 const MAX_NAME_CHARS: usize = 200;
 const MAX_SLUG_CHARS: usize = 64;
+const SLUG_PATTERN: &str = "^[a-z0-9-]+$";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Site)]
 pub struct SiteResponse {
     pub id: i32,
     pub name: String,
+    #[schema(schema_with = slug_schema)]
     pub slug: String,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
@@ -40,11 +46,17 @@ impl From<site::Model> for SiteResponse {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SiteCreate)]
 pub struct CreateSite {
+    #[schema(schema_with = name_schema)]
     name: String,
+    #[schema(schema_with = slug_schema)]
     slug: String,
+    /// Visibility; an inactive site's connection does not run.
     #[serde(default = "default_true")]
+    #[schema(default = true)]
     is_active: bool,
 }
 
@@ -52,26 +64,56 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+/// Only the fields given change; none of them may be `null`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SitePatch)]
 pub struct UpdateSite {
     #[serde(default)]
+    #[schema(schema_with = name_schema)]
     name: Patch<String>,
     #[serde(default)]
+    #[schema(schema_with = slug_schema)]
     slug: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = bool)]
     is_active: Patch<bool>,
 }
 
+fn name_schema() -> Object {
+    schema::string()
+        .min_length(Some(1))
+        .max_length(Some(MAX_NAME_CHARS))
+        .pattern(Some(schema::not_blank_pattern()))
+        .description(Some(
+            "Not blank; stored without leading and trailing whitespace.",
+        ))
+        .build()
+}
+
+fn slug_schema() -> Object {
+    schema::string()
+        .min_length(Some(1))
+        .max_length(Some(MAX_SLUG_CHARS))
+        .pattern(Some(SLUG_PATTERN))
+        .description(Some(
+            "Lowercase letters, digits and '-'; unique among sites.",
+        ))
+        .build()
+}
+
+/// The length counts what the caller sent, surrounding whitespace included, as the document's
+/// `maxLength` does; what is stored is trimmed.
 pub fn validate_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(ApiError::validation("name", "must not be empty"));
-    }
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::validation(
             "name",
             format!("must be at most {MAX_NAME_CHARS} characters"),
         ));
+    }
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::validation("name", "must not be empty"));
     }
     Ok(name.to_string())
 }
@@ -122,18 +164,19 @@ fn slug_taken(slug: &str) -> ApiError {
     ApiError::conflict(format!("slug '{slug}' is already used by another site"))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    params: QueryParams,
-) -> Result<Json<Vec<SiteResponse>>, ApiError> {
-    let page = Page::from_params(&params)?;
-    let rows = site::Entity::find()
-        .order_by_asc(site::Column::Id)
-        .limit(page.limit)
-        .offset(page.offset)
-        .all(&state.db)
-        .await?;
-    Ok(Json(rows.into_iter().map(SiteResponse::from).collect()))
+/// `GET /api/sites`: by id.
+pub struct SiteList;
+
+impl Listing for SiteList {
+    type Entity = site::Entity;
+    type Item = SiteResponse;
+    const SITE_COLUMN: Option<site::Column> = None;
+    fn order() -> Vec<(site::Column, Order)> {
+        vec![(site::Column::Id, Order::Asc)]
+    }
+    fn item(row: site::Model, _: &AppState) -> SiteResponse {
+        row.into()
+    }
 }
 
 pub async fn create(

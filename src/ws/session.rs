@@ -21,11 +21,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::connections::{find_by_site, ConnectionResponse};
-use crate::api::devices::load_devices;
 use crate::entity::site;
 use crate::events::Published;
 use crate::metrics::Metrics;
+use crate::queries::connections::site_connection;
+use crate::queries::devices::load_devices;
 use crate::state::AppState;
 
 /// "Try Again Later": the client may reconnect at once and will get a fresh snapshot.
@@ -87,10 +87,9 @@ impl Snapshots for DatabaseSnapshots<'_> {
         if !exists {
             return Ok(None);
         }
-        let connection = find_by_site(state, site_id)
+        let connection = site_connection(&state.db, &state.supervisor, site_id)
             .await
-            .map_err(|error| error.to_string())?
-            .map(|row| ConnectionResponse::new(row, &state.supervisor));
+            .map_err(|error| error.to_string())?;
         let devices = load_devices(&state.db, site_id)
             .await
             .map_err(|error| error.to_string())?;

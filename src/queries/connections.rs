@@ -1,0 +1,107 @@
+//! A site's MQTT connection as the outside sees it: the stored row with its live retry state,
+//! and never the password (the connections endpoints and the WebSocket snapshot send it).
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Object;
+use utoipa::ToSchema;
+
+use crate::connection::ConnectionStatus;
+use crate::entity::mqtt_connection;
+use crate::supervisor::SupervisorHandle;
+
+/// A connection as the API shows it: the password never leaves the service, only whether one
+/// is set.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Connection)]
+pub struct ConnectionResponse {
+    pub id: i32,
+    pub site_id: i32,
+    pub host: String,
+    pub port: i32,
+    #[schema(required)]
+    pub username: Option<String>,
+    /// The password itself is never returned.
+    pub has_password: bool,
+    pub client_id: String,
+    pub use_tls: bool,
+    #[schema(required)]
+    pub ca_file: Option<String>,
+    pub keepalive_secs: i32,
+    pub clean_session: bool,
+    pub is_active: bool,
+    /// What the connection task last reported.
+    #[schema(schema_with = status_schema)]
+    pub status: String,
+    #[schema(required)]
+    pub last_error: Option<String>,
+    #[schema(required)]
+    pub connected_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Failed attempts since the last successful connect.
+    pub reconnect_attempts: u32,
+    /// The delay before the next attempt, while waiting for it.
+    #[schema(required)]
+    pub retry_in_ms: Option<u64>,
+}
+
+fn status_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ConnectionStatus::ALL.map(ConnectionStatus::as_str)))
+        .build()
+}
+
+impl ConnectionResponse {
+    /// Status and error come from the row (what the connection task last wrote); retry details
+    /// only exist in the supervisor's memory.
+    pub fn new(model: mqtt_connection::Model, supervisor: &SupervisorHandle) -> ConnectionResponse {
+        let live = supervisor.live_status(model.site_id);
+        ConnectionResponse {
+            id: model.id,
+            site_id: model.site_id,
+            host: model.host,
+            port: model.port,
+            username: model.username,
+            has_password: model.password.is_some(),
+            client_id: model.client_id,
+            use_tls: model.use_tls,
+            ca_file: model.ca_file,
+            keepalive_secs: model.keepalive_secs,
+            clean_session: model.clean_session,
+            is_active: model.is_active,
+            status: model.status,
+            last_error: model.last_error,
+            connected_at: model.connected_at,
+            created_at: model.created_at,
+            updated_at: model.updated_at,
+            reconnect_attempts: live.as_ref().map_or(0, |live| live.reconnect_attempts),
+            retry_in_ms: live.and_then(|live| live.retry_in_ms),
+        }
+    }
+}
+
+/// The stored connection row of a site, if it has one.
+pub async fn find_by_site(
+    db: &DatabaseConnection,
+    site_id: i32,
+) -> Result<Option<mqtt_connection::Model>, DbErr> {
+    mqtt_connection::Entity::find()
+        .filter(mqtt_connection::Column::SiteId.eq(site_id))
+        .one(db)
+        .await
+}
+
+/// The connection of a site in its response shape, if it has one.
+pub async fn site_connection(
+    db: &DatabaseConnection,
+    supervisor: &SupervisorHandle,
+    site_id: i32,
+) -> Result<Option<ConnectionResponse>, DbErr> {
+    Ok(find_by_site(db, site_id)
+        .await?
+        .map(|row| ConnectionResponse::new(row, supervisor)))
+}
