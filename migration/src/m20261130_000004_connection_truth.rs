@@ -140,7 +140,12 @@ impl MigrationTrait for Migration {
         )
         .await?;
         add_column(manager, C::Table, integer_null(C::MaxSilenceSecs)).await?;
-        add_column(manager, C::Table, boolean(C::Silent).default(false).to_owned()).await?;
+        add_column(
+            manager,
+            C::Table,
+            boolean(C::Silent).default(false).to_owned(),
+        )
+        .await?;
         add_column(manager, C::Table, string_null(C::DiscoveryFilter)).await?;
         for table in [Device::Gateway, Device::Datalogger] {
             add_column(manager, table, string_null(Device::OnlineCause)).await?;

@@ -142,10 +142,7 @@ impl StatusReporter {
         self.note(
             Level::Info,
             "receiving",
-            &format!(
-                "messages again after {} s of silence",
-                silent_for.as_secs()
-            ),
+            &format!("messages again after {} s of silence", silent_for.as_secs()),
         )
         .await;
     }

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use super::client::{acknowledgement_of, Client};
 use super::journal::{LastMessageWrites, Level};
 use super::subscriptions::{Answer, Filters, SubscriptionBook};
-use super::{ConnectionContext, ConnectionSettings, ConnectionStatus, LiveSettings, StatusReporter};
+use super::{
+    ConnectionContext, ConnectionSettings, ConnectionStatus, LiveSettings, StatusReporter,
+};
 use crate::delivery::{ack_channel, AckReceiver, AckRequest, AckSender};
 use crate::pipeline::{prepare, TrySendError};
 use crate::routing::{RouteCache, SiteRoutes};
@@ -372,8 +374,7 @@ impl Session {
         if !self.connected || self.silent_since.is_some() {
             return None;
         }
-        self.max_silence
-            .map(|limit| self.last_activity() + limit)
+        self.max_silence.map(|limit| self.last_activity() + limit)
     }
 
     fn last_activity(&self) -> Instant {

@@ -24,8 +24,14 @@ pub struct SubscriptionChange {
 /// What the broker said about one filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Granted { filter: String, asked: u8, granted: u8 },
-    Refused { filter: String },
+    Granted {
+        filter: String,
+        asked: u8,
+        granted: u8,
+    },
+    Refused {
+        filter: String,
+    },
 }
 
 #[derive(Debug, Default)]

@@ -49,7 +49,10 @@ impl DatabaseProbe {
                 if answered {
                     tracing::info!("the database answers again");
                 } else {
-                    tracing::error!("the database does not answer within {} ms", PROBE_TIMEOUT.as_millis());
+                    tracing::error!(
+                        "the database does not answer within {} ms",
+                        PROBE_TIMEOUT.as_millis()
+                    );
                 }
             }
         }

@@ -43,7 +43,10 @@ pub async fn mark_offline(
     // The `last_seen` condition is repeated so a device that spoke since the select stays online.
     datalogger::Entity::update_many()
         .col_expr(datalogger::Column::IsOnline, Expr::value(false))
-        .col_expr(datalogger::Column::OnlineCause, Expr::value(OFFLINE_TIMEOUT))
+        .col_expr(
+            datalogger::Column::OnlineCause,
+            Expr::value(OFFLINE_TIMEOUT),
+        )
         .col_expr(datalogger::Column::OnlineChangedAt, Expr::value(now))
         .filter(datalogger::Column::Id.is_in(silent_dataloggers.iter().map(|row| row.id)))
         .filter(datalogger::Column::LastSeen.lt(cutoff))

@@ -169,11 +169,14 @@ mod tests {
 
     #[test]
     fn routed_payload_is_parsed() {
-        let routes = SiteRoutes::build(&[spec(
-            1,
-            "bfg/gateway/{gateway}/datalogger/{datalogger}",
-            "datalogger_readings_v1",
-        )], None);
+        let routes = SiteRoutes::build(
+            &[spec(
+                1,
+                "bfg/gateway/{gateway}/datalogger/{datalogger}",
+                "datalogger_readings_v1",
+            )],
+            None,
+        );
         let prepared = prepared(
             &routes,
             "bfg/gateway/gw1/datalogger/dl1",

@@ -59,10 +59,13 @@ mod tests {
 
     #[test]
     fn the_route_cache_answers_as_the_router_does() {
-        let routes = SiteRoutes::build(&[
-            spec(1, "a/{gateway}/+", "flat_telemetry"),
-            spec(2, "a/x/#", "flat_telemetry"),
-        ], None);
+        let routes = SiteRoutes::build(
+            &[
+                spec(1, "a/{gateway}/+", "flat_telemetry"),
+                spec(2, "a/x/#", "flat_telemetry"),
+            ],
+            None,
+        );
         let mut cache = RouteCache::default();
         for topic in ["a/g/1", "a/x/1", "a/x/1/2", "b/c", "a/g/1", "b/c", "$SYS/a"] {
             let expected = routes.router.route(topic);

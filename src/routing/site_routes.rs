@@ -108,11 +108,14 @@ mod tests {
 
     #[test]
     fn invalid_stored_patterns_are_skipped_and_filters_deduplicated() {
-        let routes = SiteRoutes::build(&[
-            spec(1, "a/{x}", "flat_telemetry"),
-            spec(2, "a/+", "flat_telemetry"),
-            spec(3, "a/#/b", "flat_telemetry"),
-        ], None);
+        let routes = SiteRoutes::build(
+            &[
+                spec(1, "a/{x}", "flat_telemetry"),
+                spec(2, "a/+", "flat_telemetry"),
+                spec(3, "a/#/b", "flat_telemetry"),
+            ],
+            None,
+        );
         assert_eq!(routes.filters, vec![("a/+".to_string(), 1)]);
         assert_eq!(routes.invalid.len(), 1);
     }
@@ -128,7 +131,10 @@ mod tests {
 
     #[test]
     fn the_discovery_filter_is_subscribed_but_routes_nothing() {
-        let routes = SiteRoutes::build(&[spec(1, "plant/{gateway}/data", "flat_telemetry")], Some("plant/#"));
+        let routes = SiteRoutes::build(
+            &[spec(1, "plant/{gateway}/data", "flat_telemetry")],
+            Some("plant/#"),
+        );
         assert_eq!(
             routes.filters,
             vec![("plant/+/data".to_string(), 1), ("plant/#".to_string(), 1)]

@@ -44,9 +44,7 @@ pub fn plan(
             Some(view) if view.finished || *view.settings != wanted.settings => {
                 actions.push(Action::Restart(*site_id))
             }
-            Some(view) if *view.live != wanted.live => {
-                actions.push(Action::UpdateTopics(*site_id))
-            }
+            Some(view) if *view.live != wanted.live => actions.push(Action::UpdateTopics(*site_id)),
             Some(_) => {}
         }
     }
