@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::db::DatabaseProbe;
 use crate::events::Hub;
 use crate::jobs::JobBoard;
 use crate::metrics::Metrics;
@@ -18,6 +19,8 @@ use crate::supervisor::SupervisorHandle;
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
+    /// Whether the database answers, as the background probe last found it.
+    pub database: DatabaseProbe,
     pub parsers: ParserStore,
     pub hub: Hub,
     pub supervisor: SupervisorHandle,

@@ -253,7 +253,7 @@ async fn every_reply_matches_the_document() {
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::wait_for_granted_via_api(&service, site_id).await;
 
     // Data through the broker: readings, a gateway status, payloads that fail.
     let publisher = Publisher::connect().await;
@@ -321,15 +321,26 @@ async fn every_reply_matches_the_document() {
     // Every read endpoint.
     for (template, path) in [
         ("/health", "/health".to_string()),
+        ("/health/live", "/health/live".to_string()),
+        ("/health/ready", "/health/ready".to_string()),
         ("/metrics", "/metrics".to_string()),
         ("/", "/".to_string()),
         ("/app.js", "/app.js".to_string()),
+        ("/js/{file}", "/js/state.js".to_string()),
         ("/style.css", "/style.css".to_string()),
         ("/api/openapi.json", "/api/openapi.json".to_string()),
         ("/api/sites", "/api/sites".to_string()),
         ("/api/sites", "/api/sites?limit=1&offset=1".to_string()),
         ("/api/sites/{id}", format!("/api/sites/{site_id}")),
         ("/api/sites/{site_id}/devices", devices_path.clone()),
+        (
+            "/api/sites/{site_id}/device-events",
+            format!("/api/sites/{site_id}/device-events"),
+        ),
+        (
+            "/api/sites/{site_id}/device-events",
+            format!("/api/sites/{site_id}/device-events?limit=1&offset=0"),
+        ),
         (
             "/api/sites/{site_id}/devices",
             format!("/api/sites/{spare_id}/devices"),

@@ -732,8 +732,8 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
     .await;
     wait_for_status(&service, site_id, "connected", Duration::from_secs(20)).await;
     let publisher = Publisher::connect().await;
-    // The client subscribes right after connecting; wait until the subscription is in place.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The client subscribes right after connecting; wait until the broker granted it.
+    common::wait_for_granted_via_api(&service, site_id).await;
 
     let readings_topic = format!("{prefix}/gw-1/dl-1");
     for (ts, value) in [

@@ -187,7 +187,7 @@ async fn subscribers_get_a_snapshot_and_only_their_site() {
     )
     .await;
     wait_for_status(&service, site_a, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::wait_for_granted_via_api(&service, site_a).await;
 
     let publisher = Publisher::connect().await;
     publisher
@@ -337,7 +337,7 @@ async fn a_client_that_stops_reading_is_dropped_and_nothing_else_slows_down() {
         (updates, false)
     });
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::wait_for_granted_via_api(&service, site_id).await;
     let publisher = publisher_on(broker.port).await;
     let fields: serde_json::Map<String, Value> = (0..100)
         .map(|index| (format!("field_{index}"), json!(index as f64 + 0.5)))

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
@@ -12,67 +11,11 @@ use common::{
 };
 use mqtt_supervisor::entity::{datalogger, gateway};
 use sea_orm::EntityTrait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A minimal HTTP endpoint that stores every request body (Sentry envelopes) it receives.
-async fn envelope_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let stored = bodies.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let stored = stored.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let Ok(read) = stream.read(&mut chunk).await else {
-                        return;
-                    };
-                    if read == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..read]);
-                    let text = String::from_utf8_lossy(&buffer).to_string();
-                    let Some(header_end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let length = text[..header_end]
-                        .lines()
-                        .find_map(|line| {
-                            let (name, value) = line.split_once(':')?;
-                            name.eq_ignore_ascii_case("content-length")
-                                .then(|| value.trim().parse::<usize>().ok())
-                                .flatten()
-                        })
-                        .unwrap_or(0);
-                    if buffer.len() >= header_end + 4 + length {
-                        let body = String::from_utf8_lossy(
-                            &buffer[header_end + 4..header_end + 4 + length],
-                        )
-                        .to_string();
-                        if let Ok(mut bodies) = stored.lock() {
-                            bodies.push(body);
-                        }
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-                            .await;
-                        buffer.clear();
-                    }
-                }
-            });
-        }
-    });
-    (port, bodies)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_reach_sentry_with_tags_and_without_secrets_and_parsing_errors_are_rate_limited() {
     let database = TestDatabase::new().await;
-    let (sink_port, envelopes) = envelope_sink().await;
+    let (sink_port, envelopes) = common::envelope_sink().await;
     let refusing = PrivateBroker::start_with(Some(("operator", "right-password")));
     let open = PrivateBroker::start();
     let mut options = ServiceOptions {
@@ -87,7 +30,7 @@ async fn errors_reach_sentry_with_tags_and_without_secrets_and_parsing_errors_ar
         "SENTRY_DSN".into(),
         format!("http://0123456789abcdef0123456789abcdef@127.0.0.1:{sink_port}/42"),
     ));
-    let _service = Service::start_with(&database, options);
+    let service = Service::start_with(&database, options);
     let db = database.connect().await;
 
     let (refused_site, refused) = insert_site(
@@ -128,7 +71,7 @@ async fn errors_reach_sentry_with_tags_and_without_secrets_and_parsing_errors_ar
     )
     .await;
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::wait_for_granted(&db, connection_id).await;
     let publisher = publisher_on(open.port).await;
     for index in 0..20 {
         publisher
@@ -148,7 +91,34 @@ async fn errors_reach_sentry_with_tags_and_without_secrets_and_parsing_errors_ar
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every message committed; then one more error event, made after all of them: Sentry's
+    // transport sends in order, so once it arrives every earlier event has too.
+    common::wait_until_settled(&service).await;
+    {
+        use mqtt_supervisor::entity::mqtt_connection;
+        use sea_orm::{ActiveModelTrait, Set};
+        mqtt_connection::ActiveModel {
+            id: Set(refused),
+            keepalive_secs: Set(11),
+            ..Default::default()
+        }
+        .update(&db)
+        .await
+        .expect("change the refused connection so it starts again");
+    }
+    common::eventually(Duration::from_secs(15), "the later error envelope", || {
+        let envelopes = envelopes.clone();
+        async move {
+            let count = envelopes
+                .lock()
+                .ok()?
+                .iter()
+                .filter(|body| body.contains("broker refused the connection"))
+                .count();
+            (count >= 2).then_some(())
+        }
+    })
+    .await;
     let all = envelopes
         .lock()
         .map(|bodies| bodies.clone())

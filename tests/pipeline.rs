@@ -184,8 +184,9 @@ async fn a_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
         (readings(&db).await == 2 * MESSAGES as u64).then_some(())
     })
     .await;
-    // And no more arrive later: nothing is stored twice.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // And no more arrive later: once everything redelivered is committed, nothing is stored
+    // twice.
+    common::wait_until_settled(&_restarted).await;
     assert_eq!(readings(&db).await, 2 * MESSAGES as u64);
     // Topic counters are flushed about once a second, so a kill may lose the last second of
     // counts (never a reading); every topic is there.
@@ -415,7 +416,7 @@ async fn deleting_a_site_mid_stream_does_not_stop_another_sites_ingestion() {
     )
     .await;
     common::wait_for_row_status(&db, kept_connection, "connected", Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::wait_for_granted(&db, kept_connection).await;
 
     let publish_round = |round: usize| {
         let publisher = &doomed.publisher;
@@ -438,8 +439,9 @@ async fn deleting_a_site_mid_stream_does_not_stop_another_sites_ingestion() {
         }
     };
     publish_round(0).await;
-    // Give the first round time to be stored and leave latest state pending.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first round stored, with its latest state still pending (it is written about once
+    // a second).
+    common::wait_until_settled(&doomed.service).await;
     site::Entity::delete_by_id(doomed.site_id)
         .exec(&db)
         .await

@@ -105,8 +105,8 @@ async fn a_lost_broker_means_reconnecting_then_connected_and_ingestion_resumes()
     )
     .await;
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    // Let the supervisor subscribe before publishing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The broker granted the subscription: what is published now arrives.
+    common::wait_for_granted(&db, connection_id).await;
 
     let publisher = publisher_on(broker.port).await;
     publisher

@@ -16,14 +16,18 @@ use super::error::ApiError;
 use super::extract::{ApiJson, JsonInteger, Patch, PathId};
 use super::list::Listing;
 use super::schema::{self, MAX_MQTT_STRING_BYTES};
+use super::topics::pattern_schema;
 use crate::entity::{mqtt_connection, site};
 use crate::queries::connections::{find_by_site, ConnectionResponse};
+use crate::routing::TopicPattern;
 use crate::state::AppState;
 
 const MAX_HOST_CHARS: usize = 255;
 const MIN_KEEPALIVE_SECS: i64 = 5;
 const MAX_KEEPALIVE_SECS: i64 = 65_535;
 const DEFAULT_KEEPALIVE_SECS: i32 = 30;
+/// A week: longer silences are what the offline job is for.
+const MAX_SILENCE_SECS: i64 = 604_800;
 
 /// A new connection; it starts stopped unless `is_active` is true.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,6 +59,12 @@ pub struct CreateConnection {
     clean_session: Option<bool>,
     /// Default false.
     is_active: Option<bool>,
+    /// Default null (never silent).
+    #[schema(schema_with = optional_silence_schema)]
+    max_silence_secs: Option<JsonInteger>,
+    /// Default null (only the patterns' filters).
+    #[schema(schema_with = discovery_filter_schema)]
+    discovery_filter: Option<String>,
 }
 
 /// Only the fields given change; `username`, `password` and `ca_file` may be `null` (cleared),
@@ -93,6 +103,48 @@ pub struct UpdateConnection {
     #[serde(default)]
     #[schema(value_type = bool)]
     is_active: Patch<bool>,
+    /// `null` switches silence detection off.
+    #[serde(default)]
+    #[schema(schema_with = optional_silence_schema)]
+    max_silence_secs: Patch<JsonInteger>,
+    /// `null` drops the discovery filter.
+    #[serde(default)]
+    #[schema(schema_with = discovery_filter_schema)]
+    discovery_filter: Patch<String>,
+}
+
+fn optional_silence_schema() -> Object {
+    schema::or_null(schema::integer(1, MAX_SILENCE_SECS))
+}
+
+fn discovery_filter_schema() -> Object {
+    let mut object = pattern_schema();
+    object.schema_type = utoipa::openapi::schema::SchemaType::Array(vec![
+        utoipa::openapi::Type::String,
+        utoipa::openapi::Type::Null,
+    ]);
+    object.description = Some(
+        "An MQTT filter subscribed besides the patterns' (e.g. plant-b/#); topics it brings \
+         that no pattern matches are discovered as not processable. Captures count as '+'."
+            .into(),
+    );
+    object
+}
+
+fn validate_max_silence(JsonInteger(seconds): JsonInteger) -> Result<i32, ApiError> {
+    if !(1..=MAX_SILENCE_SECS).contains(&seconds) {
+        return Err(ApiError::validation(
+            "max_silence_secs",
+            format!("must be between 1 and {MAX_SILENCE_SECS} seconds, or null for never (got {seconds})"),
+        ));
+    }
+    Ok(seconds as i32)
+}
+
+fn validate_discovery_filter(filter: String) -> Result<String, ApiError> {
+    TopicPattern::parse(&filter)
+        .map(|_| filter)
+        .map_err(|error| ApiError::validation("discovery_filter", error.to_string()))
 }
 
 /// Surrounding whitespace is dropped; what remains is 1 to 255 characters without whitespace.
@@ -268,6 +320,14 @@ pub async fn create(
         .as_deref()
         .map(validate_client_id)
         .transpose()?;
+    let max_silence_secs = body
+        .max_silence_secs
+        .map(validate_max_silence)
+        .transpose()?;
+    let discovery_filter = body
+        .discovery_filter
+        .map(validate_discovery_filter)
+        .transpose()?;
     let Some(site) = site::Entity::find_by_id(site_id).one(&state.db).await? else {
         return Err(ApiError::validation(
             "site_id",
@@ -295,6 +355,11 @@ pub async fn create(
         connected_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        subscriptions: Set(None),
+        last_message_at: Set(None),
+        max_silence_secs: Set(max_silence_secs),
+        silent: Set(false),
+        discovery_filter: Set(discovery_filter),
         ..Default::default()
     }
     .insert(&state.db)
@@ -355,6 +420,16 @@ pub async fn update(
         .nullable()
         .map(|value| optional_text("ca_file", value))
         .transpose()?;
+    let max_silence_secs = body
+        .max_silence_secs
+        .nullable()
+        .map(|value| value.map(validate_max_silence).transpose())
+        .transpose()?;
+    let discovery_filter = body
+        .discovery_filter
+        .nullable()
+        .map(|value| value.map(validate_discovery_filter).transpose())
+        .transpose()?;
 
     let mut row = require_by_site(&state, site_id).await?.into_active_model();
     if let Some(host) = host {
@@ -386,6 +461,12 @@ pub async fn update(
     }
     if let Some(ca_file) = ca_file {
         row.ca_file = Set(ca_file);
+    }
+    if let Some(max_silence_secs) = max_silence_secs {
+        row.max_silence_secs = Set(max_silence_secs);
+    }
+    if let Some(discovery_filter) = discovery_filter {
+        row.discovery_filter = Set(discovery_filter);
     }
     row.updated_at = Set(Utc::now());
     let updated = row.update(&state.db).await?;

@@ -1,6 +1,8 @@
 //! `GET /health`: is the database reachable and is every running connection connected. Always
 //! 200 so a load balancer does not pull the API (needed to fix a broker) when one broker is down;
-//! the body says `degraded`.
+//! the body says `degraded`. `GET /health/live` (the process runs) and `GET /health/ready` (the
+//! database answers and the schema is migrated) are for orchestrators. None of them waits on
+//! the database: they read what the background probe last found.
 
 use axum::extract::State;
 use axum::Json;
@@ -12,8 +14,9 @@ use utoipa::ToSchema;
 use super::foreign_schemas::JobStatusSchema;
 use super::schema;
 
+use axum::http::StatusCode;
+
 use crate::connection::ConnectionStatus;
-use crate::db;
 use crate::jobs::JobStatus;
 use crate::state::AppState;
 
@@ -62,7 +65,7 @@ fn connection_status_schema() -> Object {
 }
 
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
-    let database_ok = db::ping(&state.db).await;
+    let database_ok = state.database.is_reachable();
     let connections: Vec<ConnectionHealth> = state
         .supervisor
         .live()
@@ -90,4 +93,45 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         last_message_time: state.metrics.last_message_time(),
         jobs: state.jobs.list(),
     })
+}
+
+/// The body of `/health/live` and `/health/ready`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Probe {
+    /// `ok`, or `unavailable` when not ready.
+    #[schema(pattern = "^(ok|unavailable)$")]
+    pub status: &'static str,
+    /// Why not ready, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// 200 while the process runs and serves requests.
+pub async fn live() -> Json<Probe> {
+    Json(Probe {
+        status: "ok",
+        reason: None,
+    })
+}
+
+/// 200 when the database answers (migrations are applied before the service listens); 503
+/// while it does not. One broker being down does not make the service unready.
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Probe>) {
+    if state.database.is_reachable() {
+        (
+            StatusCode::OK,
+            Json(Probe {
+                status: "ok",
+                reason: None,
+            }),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Probe {
+                status: "unavailable",
+                reason: Some("the database does not answer"),
+            }),
+        )
+    }
 }

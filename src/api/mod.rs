@@ -3,7 +3,9 @@
 //! generated from that list).
 
 pub mod auth;
+pub mod availability;
 pub mod connections;
+pub mod device_events;
 pub mod devices;
 pub mod discovered_topics;
 pub mod error;
@@ -112,6 +114,17 @@ pub fn endpoints() -> Vec<Endpoint> {
                 Operation::new("Database and connection health; always 200.")
                     .json::<health::Health>(OK, "Health report"),
             ),
+            endpoint(Method::GET, "/health/live", Public, get(health::live)).describe(
+                Operation::new("200 while the process runs.").json::<health::Probe>(OK, "Alive"),
+            ),
+            endpoint(Method::GET, "/health/ready", Public, get(health::ready)).describe(
+                Operation::new("200 when the database answers and migrations are applied.")
+                    .json::<health::Probe>(OK, "Ready")
+                    .json::<health::Probe>(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Not ready: the database does not answer",
+                    ),
+            ),
             endpoint(Method::GET, "/metrics", Public, get(metrics::metrics)).describe(
                 Operation::new("Prometheus metrics.").media(
                     OK,
@@ -174,6 +187,17 @@ pub fn endpoints() -> Vec<Endpoint> {
                     OK,
                     "Gateways with their dataloggers and sensors, by identifier",
                 ),
+            ),
+            endpoint(
+                Method::GET,
+                "/api/sites/{site_id}/device-events",
+                Read,
+                get(device_events::list),
+            )
+            .describe(
+                Operation::new("Online/offline changes of a site's gateways and dataloggers.")
+                    .query::<PageQuery>()
+                    .json_list::<device_events::DeviceEventResponse>(OK, "Newest first"),
             ),
             list_endpoint::<connections::ConnectionList>(
                 "/api/mqtt/connections",
@@ -346,9 +370,28 @@ pub fn route_table() -> Vec<(Method, &'static str, Access)> {
         .collect()
 }
 
+/// Routes that read or change rows; the page, health, metrics and the document do not.
+fn needs_database(endpoint: &Endpoint) -> bool {
+    endpoint.path.starts_with("/api/")
+        && endpoint.path != "/api/openapi.json"
+        && !(endpoint.method == Method::GET && endpoint.path == "/api/parsers")
+}
+
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for endpoint in endpoints() {
+        let handler = if needs_database(&endpoint) {
+            endpoint.handler.route_layer(from_fn_with_state(
+                state.clone(),
+                availability::require_database,
+            ))
+        } else {
+            endpoint.handler
+        };
+        let endpoint = Endpoint {
+            handler,
+            ..endpoint
+        };
         let handler = match endpoint.access {
             Access::Public => endpoint.handler,
             Access::Read => endpoint

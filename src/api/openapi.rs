@@ -24,7 +24,7 @@ use utoipa::openapi::{
 
 use super::auth::Access;
 use super::operation::{Operation, ReplyBody};
-use super::{endpoints, schema};
+use super::{endpoints, needs_database, schema};
 use crate::state::AppState;
 
 const JSON: &str = "application/json";
@@ -57,12 +57,14 @@ pub fn openapi() -> OpenApi {
             ))),
         );
     for endpoint in endpoints() {
+        let database = needs_database(&endpoint);
         let operation = if endpoint.operation.replies.is_empty() {
             page_file(endpoint.path)
         } else {
             endpoint.operation
         };
-        let mut operation = with_common_replies(operation, endpoint.path, endpoint.access);
+        let mut operation =
+            with_common_replies(operation, endpoint.path, endpoint.access, database);
         for (name, schema) in std::mem::take(&mut operation.schemas) {
             components = components.schema(name, schema);
         }
@@ -110,7 +112,12 @@ fn page_file(path: &str) -> Operation {
 }
 
 /// The replies every route of a kind shares, unless the route describes its own.
-fn with_common_replies(mut operation: Operation, path: &str, access: Access) -> Operation {
+fn with_common_replies(
+    mut operation: Operation,
+    path: &str,
+    access: Access,
+    database: bool,
+) -> Operation {
     let add = |operation: Operation, status: StatusCode, description: &'static str| {
         if operation.replies_with(status) {
             operation
@@ -123,6 +130,13 @@ fn with_common_replies(mut operation: Operation, path: &str, access: Access) -> 
             operation,
             StatusCode::UNAUTHORIZED,
             "Missing or wrong token (code unauthorized).",
+        );
+    }
+    if database {
+        operation = add(
+            operation,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database does not answer (code database_unavailable); try again shortly.",
         );
     }
     if !path_parameters(path).is_empty() {

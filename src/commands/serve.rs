@@ -12,6 +12,7 @@ use crate::backoff::Backoff;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::connection::ConnectionContext;
+use crate::db::DatabaseProbe;
 use crate::events::Hub;
 use crate::jobs::{JobBoard, JobsContext};
 use crate::metrics::Metrics;
@@ -63,6 +64,7 @@ pub async fn start(config: Config, token: CancellationToken) -> anyhow::Result<A
     Ok(AppState {
         config: Arc::new(config),
         db: connection,
+        database: DatabaseProbe::new(),
         parsers: ParserStore::new(registry),
         hub: Hub::new(1024),
         supervisor: SupervisorHandle::default(),
@@ -101,6 +103,12 @@ pub async fn serve_http(
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<ExitCode> {
     let config = &state.config;
+    tokio::spawn(
+        state
+            .database
+            .clone()
+            .run(state.db.clone(), state.shutdown.clone()),
+    );
     let (writer, writer_task) = spawn_writer(WriterContext {
         db: state.db.clone(),
         hub: state.hub.clone(),

@@ -13,7 +13,7 @@ pub struct SensorUpdate {
 }
 
 /// Where a subscription stands, from SUBSCRIBE to the broker's SUBACK.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionState {
     /// Asked for, not answered yet.
@@ -24,14 +24,16 @@ pub enum SubscriptionState {
 }
 
 /// One filter of a connection and the broker's answer to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     pub filter: String,
     /// The QoS asked for.
+    #[schema(minimum = 0, maximum = 2)]
     pub qos: u8,
     pub state: SubscriptionState,
     /// The QoS the broker granted; lower than `qos` means a downgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2)]
     pub granted_qos: Option<u8>,
 }
 

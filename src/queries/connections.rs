@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::connection::ConnectionStatus;
 use crate::entity::mqtt_connection;
+use crate::events::Subscription;
 use crate::supervisor::SupervisorHandle;
 
 /// A connection as the API shows it: the password never leaves the service, only whether one
@@ -46,6 +47,18 @@ pub struct ConnectionResponse {
     /// The delay before the next attempt, while waiting for it.
     #[schema(required)]
     pub retry_in_ms: Option<u64>,
+    /// Every filter of the current session, with the broker's answer (empty when not
+    /// connected).
+    pub subscriptions: Vec<Subscription>,
+    #[schema(required)]
+    pub last_message_at: Option<DateTime<Utc>>,
+    /// A connected connection without a message for this long is `silent`; null: never.
+    #[schema(required, minimum = 1)]
+    pub max_silence_secs: Option<i32>,
+    pub silent: bool,
+    /// Subscribed besides the patterns' filters, so topics no pattern matches are discovered.
+    #[schema(required)]
+    pub discovery_filter: Option<String>,
 }
 
 fn status_schema() -> Object {
@@ -57,9 +70,23 @@ fn status_schema() -> Object {
 
 impl ConnectionResponse {
     /// Status and error come from the row (what the connection task last wrote); retry details
-    /// only exist in the supervisor's memory.
+    /// only exist in the supervisor's memory. Subscriptions, the last message and silence come
+    /// from the running task when this process runs it, else from what it last wrote.
     pub fn new(model: mqtt_connection::Model, supervisor: &SupervisorHandle) -> ConnectionResponse {
         let live = supervisor.live_status(model.site_id);
+        let stored_subscriptions: Vec<Subscription> = model
+            .subscriptions
+            .clone()
+            .and_then(|value| serde_json::from_value(value).ok())
+            .unwrap_or_default();
+        let (subscriptions, last_message_at, silent) = match &live {
+            Some(live) => (
+                live.subscriptions.clone(),
+                live.last_message_at.or(model.last_message_at),
+                live.silent,
+            ),
+            None => (stored_subscriptions, model.last_message_at, model.silent),
+        };
         ConnectionResponse {
             id: model.id,
             site_id: model.site_id,
@@ -80,6 +107,11 @@ impl ConnectionResponse {
             updated_at: model.updated_at,
             reconnect_attempts: live.as_ref().map_or(0, |live| live.reconnect_attempts),
             retry_in_ms: live.and_then(|live| live.retry_in_ms),
+            subscriptions,
+            last_message_at,
+            max_silence_secs: model.max_silence_secs,
+            silent,
+            discovery_filter: model.discovery_filter,
         }
     }
 }

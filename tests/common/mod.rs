@@ -404,24 +404,119 @@ impl PrivateBroker {
 
     /// `credentials`: require this user name and password.
     pub fn start_with(credentials: Option<(&str, &str)>) -> PrivateBroker {
-        PrivateBroker::start_configured(credentials, false)
+        PrivateBroker::start_configured(credentials, false, true)
     }
 
     /// A broker that speaks only TLS, with a certificate for `localhost` signed by a fresh test
     /// CA; the CA certificate is at `ca_file()`.
     pub fn start_tls() -> PrivateBroker {
-        PrivateBroker::start_configured(None, true)
+        PrivateBroker::start_configured(None, true, true)
+    }
+
+    /// A broker that keeps nothing on disk: after a restart it remembers no session.
+    pub fn start_forgetful() -> PrivateBroker {
+        PrivateBroker::start_configured(None, false, false)
+    }
+
+    /// A broker with Mosquitto's dynamic-security plugin (set up with `mosquitto_ctrl`) whose
+    /// clients log in as `user`/`password` and may subscribe to everything but `denied`, which it
+    /// answers with 0x80.
+    pub fn start_refusing(denied: &str, user: &str, password: &str) -> PrivateBroker {
+        let mut broker = PrivateBroker::start_configured(None, false, true);
+        broker.kill();
+        let directory = broker.directory.path().to_path_buf();
+        let security = directory.join("dynamic-security.json");
+        let admin_password = "dynsec-admin-password";
+        let output = Command::new("mosquitto_ctrl")
+            .args(["dynsec", "init"])
+            .arg(&security)
+            .args(["admin", admin_password])
+            .output()
+            .expect("run mosquitto_ctrl dynsec init");
+        assert!(output.status.success(), "dynsec init: {output:?}");
+        let plugin = dynamic_security_plugin();
+        let config = std::fs::read_to_string(directory.join("mosquitto.conf"))
+            .expect("read config")
+            .replace("allow_anonymous true\n", "")
+            + &format!(
+                "per_listener_settings false\nplugin {plugin}\nplugin_opt_config_file {}\n",
+                security.display()
+            );
+        std::fs::write(directory.join("mosquitto.conf"), config).expect("write config");
+        broker.resume();
+        let port = broker.port.to_string();
+        let control = |args: &[&str]| {
+            let output = Command::new("mosquitto_ctrl")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-u",
+                    "admin",
+                    "-P",
+                    admin_password,
+                ])
+                .arg("dynsec")
+                .args(args)
+                .output()
+                .expect("run mosquitto_ctrl");
+            assert!(
+                output.status.success(),
+                "mosquitto_ctrl {args:?}: {output:?}"
+            );
+        };
+        control(&["createClient", user, "-p", password]);
+        control(&["createRole", "limited"]);
+        control(&[
+            "addRoleACL",
+            "limited",
+            "subscribePattern",
+            denied,
+            "deny",
+            "10",
+        ]);
+        control(&[
+            "addRoleACL",
+            "limited",
+            "subscribePattern",
+            "#",
+            "allow",
+            "1",
+        ]);
+        control(&[
+            "addRoleACL",
+            "limited",
+            "publishClientSend",
+            "#",
+            "allow",
+            "1",
+        ]);
+        control(&[
+            "addRoleACL",
+            "limited",
+            "publishClientReceive",
+            "#",
+            "allow",
+            "1",
+        ]);
+        control(&["addClientRole", user, "limited"]);
+        broker
     }
 
     pub fn ca_file(&self) -> PathBuf {
         self.directory.path().join("ca.crt")
     }
 
-    fn start_configured(credentials: Option<(&str, &str)>, tls: bool) -> PrivateBroker {
+    fn start_configured(
+        credentials: Option<(&str, &str)>,
+        tls: bool,
+        persistence: bool,
+    ) -> PrivateBroker {
         let directory = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut config = format!(
-            "listener {port} 127.0.0.1\npersistence true\npersistence_location {}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest none\n",
+            "listener {port} 127.0.0.1\npersistence {persistence}\npersistence_location {}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest none\n",
             directory.path().display()
         );
         if running_as_root() {
@@ -497,6 +592,20 @@ impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Where Debian (or another layout) keeps Mosquitto's dynamic-security plugin.
+fn dynamic_security_plugin() -> String {
+    [
+        "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+        "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ]
+    .into_iter()
+    .find(|path| std::path::Path::new(path).exists())
+    .expect("Mosquitto's dynamic-security plugin (Debian package mosquitto)")
+    .to_string()
 }
 
 /// A throw-away CA and a server certificate for localhost/127.0.0.1, made with openssl.
@@ -677,7 +786,19 @@ pub async fn publisher_on(port: u16) -> Publisher {
 }
 
 pub async fn publisher_at(host: &str, port: u16) -> Publisher {
+    publisher_logged_in(host, port, None).await
+}
+
+/// A publisher that logs in with (user name, password) when given.
+pub async fn publisher_logged_in(
+    host: &str,
+    port: u16,
+    credentials: Option<(&str, &str)>,
+) -> Publisher {
     let mut options = rumqttc::MqttOptions::new(unique_name("publisher"), host, port);
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
     options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_inflight(1000);
@@ -807,8 +928,8 @@ pub async fn ingesting_site(
     let seeded = seed_test_site(&db, broker.port, true, None, patterns).await;
     let (site_id, connection_id) = (seeded.site_id, seeded.connection_id);
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
-    // The subscription follows the connect; give it a moment before publishing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The subscription follows the connect: publish only once the broker granted it.
+    wait_for_granted(&db, connection_id).await;
     let publisher = publisher_on(broker.port).await;
     IngestingSite {
         broker,
@@ -818,4 +939,213 @@ pub async fn ingesting_site(
         connection_id,
         publisher,
     }
+}
+
+/// The subscriptions of a connection as its row last stored them: (filter, state).
+pub async fn stored_subscriptions(
+    db: &sea_orm::DatabaseConnection,
+    connection_id: i32,
+) -> Vec<(String, String)> {
+    use mqtt_supervisor::entity::mqtt_connection;
+    use sea_orm::EntityTrait;
+    let row = mqtt_connection::Entity::find_by_id(connection_id)
+        .one(db)
+        .await
+        .expect("read connection")
+        .expect("connection exists");
+    row.subscriptions
+        .and_then(|value| value.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|subscription| {
+            (
+                subscription["filter"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                subscription["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the broker has answered every subscription of the connection with a grant (and
+/// there is at least one): from then on, what is published on those filters reaches the service.
+pub async fn wait_for_granted(db: &sea_orm::DatabaseConnection, connection_id: i32) {
+    eventually(
+        Duration::from_secs(15),
+        &format!("the subscriptions of connection {connection_id} to be granted"),
+        || async {
+            let subscriptions = stored_subscriptions(db, connection_id).await;
+            (!subscriptions.is_empty() && subscriptions.iter().all(|(_, state)| state == "granted"))
+                .then_some(())
+        },
+    )
+    .await
+}
+
+/// As [`wait_for_granted`], through the API: for tests that hold no database handle.
+pub async fn wait_for_granted_via_api(service: &Service, site_id: i64) {
+    let client = service.client();
+    eventually(
+        Duration::from_secs(15),
+        &format!("the subscriptions of site {site_id} to be granted"),
+        || async {
+            let connection: serde_json::Value = client
+                .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let subscriptions = connection["subscriptions"].as_array()?;
+            (!subscriptions.is_empty()
+                && subscriptions
+                    .iter()
+                    .all(|subscription| subscription["state"] == "granted"))
+            .then_some(())
+        },
+    )
+    .await
+}
+
+/// Waits, through the API, until the broker granted `filter` to the site's connection.
+pub async fn wait_for_granted_via_api_filter(service: &Service, site_id: i64, filter: &str) {
+    let client = service.client();
+    eventually(
+        Duration::from_secs(15),
+        &format!("{filter} to be granted to site {site_id}"),
+        || async {
+            let connection: serde_json::Value = client
+                .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            connection["subscriptions"]
+                .as_array()?
+                .iter()
+                .any(|subscription| {
+                    subscription["filter"] == filter && subscription["state"] == "granted"
+                })
+                .then_some(())
+        },
+    )
+    .await
+}
+
+/// One value of a metric in the service's `/metrics` text (summed over its label sets that
+/// contain every pair of `labels`), or 0 when absent.
+pub async fn metric(service: &Service, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = reqwest::get(service.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric_name, label_text) = match series.split_once('{') {
+                Some((metric_name, rest)) => (metric_name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if metric_name != name {
+                return None;
+            }
+            let all_match = labels
+                .iter()
+                .all(|(key, wanted)| label_text.contains(&format!("{key}=\"{wanted}\"")));
+            all_match.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// Waits until the service has committed everything it received: its queue is empty and its
+/// received, processed and failed counters stay the same over two reads. A test
+/// asserting that nothing more arrives then asserts a settled state instead of waiting and
+/// hoping.
+pub async fn wait_until_settled(service: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut previous = None;
+    loop {
+        let queued = metric(service, "mqtt_supervisor_pipeline_queue_depth", &[]).await;
+        let received = metric(service, "mqtt_supervisor_messages_received_total", &[]).await;
+        let processed = metric(service, "mqtt_supervisor_messages_processed_total", &[]).await;
+        let failed = metric(service, "mqtt_supervisor_messages_failed_total", &[]).await;
+        let now = Some((queued, received, processed, failed));
+        if queued == 0.0 && previous == now {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline did not settle within 30 s (queued {queued}, received {received})"
+        );
+        previous = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A minimal HTTP endpoint that stores every request body (Sentry envelopes) it receives.
+pub async fn envelope_sink() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stored = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let stored = stored.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Ok(read) = tokio::io::AsyncReadExt::read(&mut stream, &mut chunk).await
+                    else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    let text = String::from_utf8_lossy(&buffer).to_string();
+                    let Some(header_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = text[..header_end]
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())
+                                .flatten()
+                        })
+                        .unwrap_or(0);
+                    if buffer.len() >= header_end + 4 + length {
+                        let body = String::from_utf8_lossy(
+                            &buffer[header_end + 4..header_end + 4 + length],
+                        )
+                        .to_string();
+                        if let Ok(mut bodies) = stored.lock() {
+                            bodies.push(body);
+                        }
+                        let _ = tokio::io::AsyncWriteExt::write_all(
+                            &mut stream,
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                            .await;
+                        buffer.clear();
+                    }
+                }
+            });
+        }
+    });
+    (port, bodies)
 }
