@@ -251,8 +251,17 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
             "updated_at",
             "reconnect_attempts",
             "retry_in_ms",
+            "subscriptions",
+            "last_message_at",
+            "max_silence_secs",
+            "silent",
+            "discovery_filter",
         ])
     );
+    assert_eq!(connection["subscriptions"], json!([]));
+    assert_eq!(connection["silent"], false);
+    assert_eq!(connection["max_silence_secs"], Value::Null);
+    assert_eq!(connection["discovery_filter"], Value::Null);
     assert_eq!(connection["client_id"], "mqtt-supervisor-plant-7");
     assert_eq!(connection["keepalive_secs"], 30);
     assert_eq!(connection["clean_session"], false);

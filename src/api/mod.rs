@@ -103,7 +103,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             // The page's files are described from their names (see `openapi`).
             endpoint(Method::GET, "/", Public, get(static_files::index)),
             endpoint(Method::GET, "/app.js", Public, get(static_files::app_js)),
-            endpoint(Method::GET, "/js/{file}", Public, get(static_files::module)),
+            endpoint(Method::GET, "/js/{file}", Public, get(static_files::module)).describe(
+                Operation::new("A script module of the Devices page.").media(
+                    OK,
+                    "text/javascript",
+                    "The module",
+                ),
+            ),
             endpoint(
                 Method::GET,
                 "/style.css",
