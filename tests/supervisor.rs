@@ -54,10 +54,22 @@ async fn the_database_flag_starts_and_stops_a_connection() {
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
     set_active(&db, connection_id, false).await;
     wait_for_row_status(&db, connection_id, "stopped", Duration::from_secs(10)).await;
+    common::eventually(Duration::from_secs(10), "the stopped row", || async {
+        (events_of(&db, site_id, "stopped").await >= 1).then_some(())
+    })
+    .await;
     assert_eq!(events_of(&db, site_id, "connected").await, 1);
     assert_eq!(events_of(&db, site_id, "stopped").await, 1);
     set_active(&db, connection_id, true).await;
     wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    // The log row is written just after the status: wait for it, then make sure it is the only
+    // new one.
+    common::eventually(
+        Duration::from_secs(10),
+        "the second connected row",
+        || async { (events_of(&db, site_id, "connected").await >= 2).then_some(()) },
+    )
+    .await;
     assert_eq!(events_of(&db, site_id, "connected").await, 2);
 }
 
