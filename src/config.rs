@@ -17,12 +17,14 @@ pub const ENVIRONMENT_KEYS: &[(&str, &str)] = &[
     ("SUPERVISOR_HTTP_ADDR", "http.addr"),
     ("SUPERVISOR_ADMIN_TOKEN", "api.admin_token"),
     ("SUPERVISOR_RECONCILE_SECS", "supervisor.reconcile_secs"),
+    ("SUPERVISOR_INSTANCE_ID", "supervisor.instance_id"),
+    ("SUPERVISOR_LEASE_SECS", "supervisor.lease_secs"),
     ("SUPERVISOR_LOG_DIR", "logging.dir"),
     ("SUPERVISOR_PARSERS_DIR", "pipeline.parsers_dir"),
     ("SENTRY_DSN", "sentry.dsn"),
 ];
 
-const NUMERIC_KEYS: &[&str] = &["supervisor.reconcile_secs"];
+const NUMERIC_KEYS: &[&str] = &["supervisor.reconcile_secs", "supervisor.lease_secs"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -92,6 +94,26 @@ pub struct SupervisorConfig {
     pub backoff_initial_ms: u64,
     pub backoff_max_secs: u64,
     pub inflight: u16,
+    /// This instance's name among those sharing the database; empty: host name and process id.
+    pub instance_id: String,
+    /// How long an instance owns a connection shard without renewing its lease.
+    pub lease_secs: u64,
+}
+
+impl SupervisorConfig {
+    /// The configured instance id, or the host name and process id.
+    pub fn instance_id(&self) -> String {
+        if !self.instance_id.trim().is_empty() {
+            return self.instance_id.trim().to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|host| host.trim().to_string())
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}-{}", std::process::id())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +248,20 @@ impl Config {
             return invalid(
                 "supervisor.backoff_max_secs",
                 "must be at least supervisor.backoff_initial_ms",
+            );
+        }
+        if !(3..=3600).contains(&self.supervisor.lease_secs) {
+            return invalid(
+                "supervisor.lease_secs",
+                "must be between 3 and 3600 seconds (env SUPERVISOR_LEASE_SECS)",
+            );
+        }
+        if self.supervisor.instance_id.len() > 200
+            || self.supervisor.instance_id.chars().any(char::is_control)
+        {
+            return invalid(
+                "supervisor.instance_id",
+                "must be at most 200 characters without control characters (env SUPERVISOR_INSTANCE_ID)",
             );
         }
         if self.supervisor.inflight == 0 {

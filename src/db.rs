@@ -140,7 +140,8 @@ pub fn is_sqlite(db: &DatabaseConnection) -> bool {
     db.get_database_backend() == DbBackend::Sqlite
 }
 
-fn sqlite_file_path(url: &str) -> Option<String> {
+/// The file of a SQLite URL; None for PostgreSQL or an in-memory database.
+pub fn sqlite_file_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod backoff;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod connection;

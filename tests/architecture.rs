@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["main", "lib", "cli", "commands", "demo"],
     &["api", "ws"],
     &["state", "jobs"],
-    &["queries", "supervisor"],
+    &["queries", "supervisor", "cluster"],
     &["connection"],
     &["pipeline"],
     &["routing", "parsers", "events", "delivery", "seed"],

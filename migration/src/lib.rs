@@ -6,6 +6,7 @@ mod m20261124_000001_initial_schema;
 mod m20261124_000002_lean_readings;
 mod m20261125_000003_readings_without_time_index;
 mod m20261130_000004_connection_truth;
+mod m20261201_000007_cluster;
 mod postgres_only;
 
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_lean_readings::Migration),
             Box::new(m20261125_000003_readings_without_time_index::Migration),
             Box::new(m20261130_000004_connection_truth::Migration),
+            Box::new(m20261201_000007_cluster::Migration),
         ]
     }
 }

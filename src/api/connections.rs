@@ -28,6 +28,8 @@ const MAX_KEEPALIVE_SECS: i64 = 65_535;
 const DEFAULT_KEEPALIVE_SECS: i32 = 30;
 /// A week: longer silences are what the offline job is for.
 const MAX_SILENCE_SECS: i64 = 604_800;
+/// Clients one connection may be split into.
+const MAX_SHARDS: i64 = 64;
 
 /// A new connection; it starts stopped unless `is_active` is true.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -65,6 +67,10 @@ pub struct CreateConnection {
     /// Default null (only the patterns' filters).
     #[schema(schema_with = discovery_filter_schema)]
     discovery_filter: Option<String>,
+    /// Default 1. With N > 1 the connection runs N clients `{client_id}-{k}` sharing every
+    /// filter as `$share/{client_id}/{filter}`, each leased on its own (several instances).
+    #[schema(schema_with = optional_shards_schema)]
+    shards: Option<JsonInteger>,
 }
 
 /// Only the fields given change; `username`, `password` and `ca_file` may be `null` (cleared),
@@ -111,6 +117,27 @@ pub struct UpdateConnection {
     #[serde(default)]
     #[schema(schema_with = discovery_filter_schema)]
     discovery_filter: Patch<String>,
+    #[serde(default)]
+    #[schema(schema_with = shards_schema)]
+    shards: Patch<JsonInteger>,
+}
+
+fn shards_schema() -> Object {
+    schema::integer(1, MAX_SHARDS).build()
+}
+
+fn optional_shards_schema() -> Object {
+    schema::or_null(schema::integer(1, MAX_SHARDS))
+}
+
+fn validate_shards(JsonInteger(shards): JsonInteger) -> Result<i32, ApiError> {
+    if !(1..=MAX_SHARDS).contains(&shards) {
+        return Err(ApiError::validation(
+            "shards",
+            format!("must be between 1 and {MAX_SHARDS} (got {shards})"),
+        ));
+    }
+    Ok(shards as i32)
 }
 
 fn optional_silence_schema() -> Object {
@@ -328,6 +355,7 @@ pub async fn create(
         .discovery_filter
         .map(validate_discovery_filter)
         .transpose()?;
+    let shards = body.shards.map(validate_shards).transpose()?.unwrap_or(1);
     let Some(site) = site::Entity::find_by_id(site_id).one(&state.db).await? else {
         return Err(ApiError::validation(
             "site_id",
@@ -360,6 +388,7 @@ pub async fn create(
         max_silence_secs: Set(max_silence_secs),
         silent: Set(false),
         discovery_filter: Set(discovery_filter),
+        shards: Set(shards),
         ..Default::default()
     }
     .insert(&state.db)
@@ -430,6 +459,11 @@ pub async fn update(
         .nullable()
         .map(|value| value.map(validate_discovery_filter).transpose())
         .transpose()?;
+    let shards = body
+        .shards
+        .required("shards")?
+        .map(validate_shards)
+        .transpose()?;
 
     let mut row = require_by_site(&state, site_id).await?.into_active_model();
     if let Some(host) = host {
@@ -467,6 +501,9 @@ pub async fn update(
     }
     if let Some(discovery_filter) = discovery_filter {
         row.discovery_filter = Set(discovery_filter);
+    }
+    if let Some(shards) = shards {
+        row.shards = Set(shards);
     }
     row.updated_at = Set(Utc::now());
     let updated = row.update(&state.db).await?;

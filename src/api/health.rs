@@ -36,6 +36,8 @@ pub struct Health {
     /// Scheduled jobs with their schedule and last outcome.
     #[schema(value_type = Vec<JobStatusSchema>)]
     pub jobs: Vec<JobStatus>,
+    /// This instance's id (several may share the database); `connections` are the ones it runs.
+    pub instance: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -92,6 +94,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         errors_count: state.metrics.errors_total(),
         last_message_time: state.metrics.last_message_time(),
         jobs: state.jobs.list(),
+        instance: state.supervisor.cluster().instance_id.to_string(),
     })
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod foreign_schemas;
 pub mod health;
+pub mod instances;
 pub mod list;
 pub mod logs;
 pub mod metrics;
@@ -193,6 +194,10 @@ pub fn endpoints() -> Vec<Endpoint> {
                     OK,
                     "Gateways with their dataloggers and sensors, by identifier",
                 ),
+            ),
+            endpoint(Method::GET, "/api/instances", Read, get(instances::list)).describe(
+                Operation::new("The instances sharing the database and the shards each owns.")
+                    .json_list::<crate::cluster::InstanceInfo>(OK, "Instances, by id"),
             ),
             endpoint(
                 Method::GET,

@@ -36,9 +36,16 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         })?;
     let address = listener.local_addr()?;
     let admin_token = config.api.admin_token.clone();
-    let state = serve::start(config, token.clone()).await?;
-    seed::seed(&state.db, args.broker_port).await?;
-    state.supervisor.wake();
+    let single = match serve::claim_database(&config) {
+        Ok(single) => single,
+        Err(error) => {
+            eprintln!("mqtt-supervisor: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let started = serve::start(config, token.clone(), single).await?;
+    seed::seed(&started.state.db, args.broker_port).await?;
+    started.state.supervisor.wake();
 
     let shape = fleet::FleetShape {
         gateways: args.gateways.max(1),
@@ -57,7 +64,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     );
     println!("  Stop with Ctrl-C.");
     println!();
-    serve::serve_http(state, listener).await
+    serve::serve_http(started, listener).await
 }
 
 /// The demo's token survives restarts (kept in ./data), so an open page keeps working.

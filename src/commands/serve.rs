@@ -1,15 +1,21 @@
 //! `mqtt-supervisor serve`: migrate, then run the supervisor, the pipeline writer, the jobs and the
 //! HTTP server until SIGINT/SIGTERM.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::cli::ServeArgs;
+use crate::cluster::{
+    self, hold_single_instance, ClusterControl, ClusterHandle, LeaseContext, Notifier,
+    SingleInstanceError, SingleInstanceGuard,
+};
 use crate::config::Config;
 use crate::connection::ConnectionContext;
 use crate::db::DatabaseProbe;
@@ -40,12 +46,39 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 config.http.addr
             )
         })?;
-    let state = start(config, token).await?;
-    serve_http(state, listener).await
+    let single = match claim_database(&config) {
+        Ok(single) => single,
+        Err(error) => {
+            eprintln!("mqtt-supervisor: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let started = start(config, token, single).await?;
+    serve_http(started, listener).await
+}
+
+/// What `start` made: the shared state, and what only `serve_http` needs.
+pub struct Started {
+    pub state: AppState,
+    cluster: ClusterControl,
+    _single: Option<SingleInstanceGuard>,
+}
+
+/// On SQLite, this process's claim on the database file: a second instance is refused (exit 2)
+/// with the first one's name. PostgreSQL is shared through leases instead.
+pub fn claim_database(config: &Config) -> Result<Option<SingleInstanceGuard>, SingleInstanceError> {
+    match db::sqlite_file_path(&config.database.url) {
+        Some(path) => hold_single_instance(&path, &config.supervisor.instance_id()).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Opens the database, applies migrations, loads parsers and builds the shared state.
-pub async fn start(config: Config, token: CancellationToken) -> anyhow::Result<AppState> {
+pub async fn start(
+    config: Config,
+    token: CancellationToken,
+    single: Option<SingleInstanceGuard>,
+) -> anyhow::Result<Started> {
     if !config.auth_enabled() {
         tracing::warn!("serving WITHOUT authentication (--insecure-no-auth): anyone who reaches the port can change connections");
     }
@@ -61,16 +94,30 @@ pub async fn start(config: Config, token: CancellationToken) -> anyhow::Result<A
             Registry::builtin()
         }
     };
-    Ok(AppState {
+    let instance_id = config.supervisor.instance_id();
+    let notifier = Notifier::new(&connection, &instance_id);
+    let shared = !db::is_sqlite(&connection);
+    let (cluster, control) = ClusterHandle::new(
+        instance_id,
+        Duration::from_secs(config.supervisor.lease_secs),
+        shared,
+        notifier,
+    );
+    let state = AppState {
         config: Arc::new(config),
         db: connection,
         database: DatabaseProbe::new(),
         parsers: ParserStore::new(registry),
         hub: Hub::new(1024),
-        supervisor: SupervisorHandle::default(),
+        supervisor: SupervisorHandle::new(cluster),
         metrics: Arc::new(Metrics::new()),
         jobs: JobBoard::default(),
         shutdown: token,
+    };
+    Ok(Started {
+        state,
+        cluster: control,
+        _single: single,
     })
 }
 
@@ -99,16 +146,23 @@ async fn connect_patiently(
 /// Runs every task until the shutdown token fires, then drains them in order: HTTP stops
 /// accepting, clients disconnect, the writer commits what it holds.
 pub async fn serve_http(
-    state: AppState,
+    started: Started,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<ExitCode> {
+    let Started {
+        state,
+        cluster: cluster_control,
+        _single,
+    } = started;
     let config = &state.config;
+    let address = listener.local_addr()?;
     tokio::spawn(
         state
             .database
             .clone()
             .run(state.db.clone(), state.shutdown.clone()),
     );
+    let cluster = state.supervisor.cluster().clone();
     let (writer, writer_task) = spawn_writer(WriterContext {
         db: state.db.clone(),
         hub: state.hub.clone(),
@@ -134,15 +188,58 @@ pub async fn serve_http(
         ),
         inflight: config.supervisor.inflight,
         alert_after: Duration::from_secs(config.sentry.alert_after_secs),
+        instance_id: cluster.instance_id.clone(),
     };
+    let (running_sender, running_receiver) = watch::channel(BTreeSet::new());
     let supervisor_task = tokio::spawn(supervisor::run(SupervisorContext {
         db: state.db.clone(),
         handle: state.supervisor.clone(),
         metrics: state.metrics.clone(),
         reconcile_every: Duration::from_secs(config.supervisor.reconcile_secs),
         connections,
+        allowed: cluster.allowed.clone(),
+        running: running_sender,
         shutdown: state.shutdown.clone(),
     }));
+    // The lease manager learns of new browsers at once, so other instances start forwarding
+    // their events to this one without waiting for a heartbeat.
+    let clients_changed = state.hub.clients_changed();
+    let wake_leases = cluster.wake_leases.clone();
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = clients_changed.notified() => wake_leases.notify_one(),
+            }
+        }
+    });
+    let lease_task = tokio::spawn(cluster::run_leases(LeaseContext {
+        db: state.db.clone(),
+        instance_id: cluster.instance_id.clone(),
+        http_addr: address.to_string(),
+        lease: cluster.lease,
+        shared: cluster.shared,
+        control: cluster_control,
+        view: cluster.leases.clone(),
+        notifier: cluster.notifier.clone(),
+        wake: cluster.wake_leases.clone(),
+        running: running_receiver,
+        hub: state.hub.clone(),
+        shutdown: state.shutdown.clone(),
+    }));
+    tokio::spawn(cluster::listen(
+        cluster.notifier.clone(),
+        state.supervisor.local_wake(),
+        cluster.wake_leases.clone(),
+        state.hub.clone(),
+        state.shutdown.clone(),
+    ));
+    tokio::spawn(cluster::run_relay(
+        cluster.notifier.clone(),
+        state.hub.clone(),
+        state.shutdown.clone(),
+    ));
     let scheduler = jobs::start(JobsContext {
         db: state.db.clone(),
         hub: state.hub.clone(),
@@ -150,8 +247,7 @@ pub async fn serve_http(
         board: state.jobs.clone(),
     })
     .await?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, "HTTP API and Devices page listening");
+    tracing::info!(%address, instance = &*cluster.instance_id, "HTTP API and Devices page listening");
     println!("listening on http://{address}");
     let token = state.shutdown.clone();
     let router = api::router(state.clone());
@@ -162,13 +258,16 @@ pub async fn serve_http(
         token.cancel();
     }
     token.cancel();
-    let drained = tokio::time::timeout(Duration::from_secs(15), async {
+    // Clients stop first, then the leases are given back (so another instance takes over at
+    // once), and the writer commits what it holds.
+    let drained = tokio::time::timeout(Duration::from_secs(25), async {
         let _ = supervisor_task.await;
+        let _ = lease_task.await;
         let _ = writer_task.await;
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("tasks did not finish within 15 s of shutdown");
+        tracing::warn!("tasks did not finish within 25 s of shutdown");
     }
     jobs::stop(scheduler).await;
     tracing::info!("stopped");

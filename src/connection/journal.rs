@@ -71,6 +71,9 @@ impl StatusReporter {
     /// The session's filters changed state (asked for, granted, refused): shown everywhere the
     /// connection is.
     pub async fn subscriptions_changed(&mut self, subscriptions: Vec<Subscription>) {
+        if !self.speaks_for_connection() {
+            return;
+        }
         let refused: Vec<String> = subscriptions
             .iter()
             .filter(|subscription| subscription.state == crate::events::SubscriptionState::Refused)
@@ -102,6 +105,7 @@ impl StatusReporter {
         let update = mqtt_connection::Entity::update_many()
             .col_expr(mqtt_connection::Column::Subscriptions, Expr::value(value))
             .filter(mqtt_connection::Column::Id.eq(self.connection_id))
+            .filter(self.not_taken_over())
             .exec(&self.context.db)
             .await;
         if let Err(db_error) = update {
@@ -148,6 +152,9 @@ impl StatusReporter {
     }
 
     async fn store_silent(&self, silent: bool, last_message_at: Option<DateTime<Utc>>) {
+        if !self.speaks_for_connection() {
+            return;
+        }
         let mut update = mqtt_connection::Entity::update_many()
             .col_expr(mqtt_connection::Column::Silent, Expr::value(silent))
             .filter(mqtt_connection::Column::Id.eq(self.connection_id));
@@ -163,6 +170,9 @@ impl StatusReporter {
     /// [`LAST_MESSAGE_WRITE_INTERVAL`] and never holding up the connection (a write that waits
     /// for the database happens beside it, one at a time).
     pub fn messages_received(&self, at: DateTime<Utc>, writes: &mut LastMessageWrites) {
+        if !self.speaks_for_connection() {
+            return;
+        }
         self.context
             .live
             .update(self.site_id, |live| live.last_message_at = Some(at));

@@ -44,6 +44,9 @@ pub struct ConnectionContext {
     pub inflight: u16,
     /// How long a broker may stay unreachable before Sentry hears of it.
     pub alert_after: Duration,
+    /// This instance's id: a connection's rows are written only while no other instance has
+    /// taken it over.
+    pub instance_id: Arc<str>,
 }
 
 /// What a running session follows without reconnecting: the site's patterns and discovery
@@ -54,11 +57,23 @@ pub struct LiveSettings {
     pub topics: Vec<TopicSpec>,
     pub discovery_filter: Option<String>,
     pub max_silence_secs: Option<u32>,
+    /// With several shards, every filter is subscribed as `$share/{group}/{filter}`, so the
+    /// broker hands each message to one of them.
+    pub share_group: Option<String>,
 }
 
 impl LiveSettings {
     pub fn routes(&self) -> SiteRoutes {
-        SiteRoutes::build(&self.topics, self.discovery_filter.as_deref())
+        let mut routes = SiteRoutes::build(&self.topics, self.discovery_filter.as_deref());
+        if let Some(group) = &self.share_group {
+            for (filter, _) in &mut routes.filters {
+                // A pattern that names its own share group keeps it.
+                if !filter.starts_with("$share/") {
+                    *filter = format!("$share/{group}/{filter}");
+                }
+            }
+        }
+        routes
     }
 
     pub fn max_silence(&self) -> Option<Duration> {

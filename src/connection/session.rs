@@ -82,7 +82,12 @@ pub(super) async fn run(
     mut live_settings: watch::Receiver<Arc<LiveSettings>>,
     cancel: CancellationToken,
 ) {
-    let mut reporter = StatusReporter::new(context.clone(), site_id, settings.connection_id);
+    let mut reporter = StatusReporter::new(
+        context.clone(),
+        site_id,
+        settings.connection_id,
+        settings.shard,
+    );
     reporter.report(ConnectionStatus::Connecting, None).await;
     let options = match settings.mqtt_options(context.inflight) {
         Ok(options) => options,

@@ -21,6 +21,10 @@ pub struct ConnectionSettings {
     pub ca_file: Option<String>,
     pub keepalive_secs: u16,
     pub clean_session: bool,
+    /// Which of the connection's clients this is (0 to `shards` - 1).
+    pub shard: i32,
+    /// Clients sharing the connection's subscriptions; 1 is a plain connection.
+    pub shards: i32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,14 +63,34 @@ impl ConnectionSettings {
             ca_file: row.ca_file.clone().filter(|path| !path.is_empty()),
             keepalive_secs,
             clean_session: row.clean_session,
+            shard: 0,
+            shards: row.shards.max(1),
         })
+    }
+
+    /// The same connection's client number `shard`.
+    pub fn for_shard(&self, shard: i32) -> ConnectionSettings {
+        ConnectionSettings {
+            shard,
+            ..self.clone()
+        }
+    }
+
+    /// The client id the broker sees: `{client_id}-{shard}` when the connection has several
+    /// shards, each with its own persistent session.
+    pub fn broker_client_id(&self) -> String {
+        if self.shards > 1 {
+            format!("{}-{}", self.client_id, self.shard)
+        } else {
+            self.client_id.clone()
+        }
     }
 
     /// Client options with manual acknowledgements: the pipeline acks only after commit.
     /// `inflight` is the broker's window of unacknowledged messages to us; it sizes the request
     /// queue that carries our acknowledgements.
     pub fn mqtt_options(&self, inflight: u16) -> Result<MqttOptions, SettingsError> {
-        let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
+        let mut options = MqttOptions::new(self.broker_client_id(), self.host.clone(), self.port);
         options
             .set_keep_alive(Duration::from_secs(u64::from(self.keepalive_secs)))
             .set_clean_session(self.clean_session)

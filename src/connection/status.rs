@@ -1,13 +1,13 @@
 //! Connection status transitions and where they are told: the database row, the connection log,
 //! `mqtt_conn.log`, the WebSocket, metrics and (through error-level events) Sentry.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 
 use super::{ConnectionContext, LiveConnection};
-use crate::entity::{mqtt_connection, mqtt_connection_log};
+use crate::entity::{connection_lease, mqtt_connection, mqtt_connection_log};
 use crate::events::Event;
 use crate::metrics::StatusLabels;
 use crate::telemetry::CONNECTION_TARGET;
@@ -70,19 +70,49 @@ pub struct StatusReporter {
     pub(super) context: ConnectionContext,
     pub(super) site_id: i32,
     pub(super) connection_id: i32,
+    /// Shard 0 speaks for the connection (its row, the live registry); the others keep their
+    /// status on their lease row.
+    pub(super) shard: i32,
     last: Option<(ConnectionStatus, Option<String>)>,
     repeats: u32,
 }
 
 impl StatusReporter {
-    pub fn new(context: ConnectionContext, site_id: i32, connection_id: i32) -> StatusReporter {
+    pub fn new(
+        context: ConnectionContext,
+        site_id: i32,
+        connection_id: i32,
+        shard: i32,
+    ) -> StatusReporter {
         StatusReporter {
             context,
             site_id,
             connection_id,
+            shard,
             last: None,
             repeats: 0,
         }
+    }
+
+    /// Whether this reporter writes the connection's own row.
+    pub(super) fn speaks_for_connection(&self) -> bool {
+        self.shard == 0
+    }
+
+    /// Rows of this connection that no other instance has taken over: a client stopped late
+    /// (its instance cut off from the database meanwhile) must not overwrite what the new
+    /// owner wrote.
+    pub(super) fn not_taken_over(&self) -> sea_orm::sea_query::SimpleExpr {
+        Expr::cust_with_values(
+            "NOT EXISTS (SELECT 1 FROM connection_lease WHERE connection_lease.connection_id = ? \
+             AND connection_lease.shard = ? AND connection_lease.owner IS NOT NULL \
+             AND connection_lease.owner <> ?)",
+            [
+                self.connection_id.into(),
+                self.shard.into(),
+                sea_orm::Value::from(self.context.instance_id.to_string()),
+            ],
+        )
     }
 
     pub fn current(&self) -> Option<ConnectionStatus> {
@@ -157,6 +187,12 @@ impl StatusReporter {
                 })
                 .inc();
         }
+        let now = Utc::now();
+        if !self.speaks_for_connection() {
+            self.write_shard_status(status, error.clone(), now).await;
+            self.write_log_row(status, message, now).await;
+            return;
+        }
         // A status change starts or ends a session: its subscriptions and silence go with it.
         metrics.silent_gauge(site_id).set(0);
         metrics.refused_subscriptions_gauge(site_id).set(0);
@@ -182,7 +218,6 @@ impl StatusReporter {
             });
         }
 
-        let now = Utc::now();
         let mut update = mqtt_connection::Entity::update_many()
             .col_expr(
                 mqtt_connection::Column::Status,
@@ -198,24 +233,15 @@ impl StatusReporter {
                 mqtt_connection::Column::Subscriptions,
                 Expr::value(serde_json::json!([])),
             )
-            .filter(mqtt_connection::Column::Id.eq(connection_id));
+            .filter(mqtt_connection::Column::Id.eq(connection_id))
+            .filter(self.not_taken_over());
         if status == ConnectionStatus::Connected {
             update = update.col_expr(mqtt_connection::Column::ConnectedAt, Expr::value(now));
         }
         if let Err(db_error) = update.exec(&self.context.db).await {
             tracing::warn!(target: CONNECTION_TARGET, site_id, %db_error, "cannot store the connection status");
         }
-        let log = mqtt_connection_log::ActiveModel {
-            site_id: Set(site_id),
-            event: Set(status.as_str().to_string()),
-            message: Set(message),
-            created_at: Set(now),
-            ..Default::default()
-        };
-        if let Err(db_error) = log.insert(&self.context.db).await {
-            tracing::warn!(target: CONNECTION_TARGET, site_id, %db_error, "cannot store the connection log row");
-        }
-
+        self.write_log_row(status, message, now).await;
         self.context.hub.send(&Event::ConnectionStatus {
             site_id,
             status: status.as_str().to_string(),
@@ -223,6 +249,48 @@ impl StatusReporter {
             subscriptions: None,
             refused_subscriptions: None,
         });
+    }
+
+    async fn write_log_row(&self, status: ConnectionStatus, message: String, now: DateTime<Utc>) {
+        let message = if self.speaks_for_connection() {
+            message
+        } else {
+            format!("shard {}: {message}", self.shard)
+        };
+        let log = mqtt_connection_log::ActiveModel {
+            site_id: Set(self.site_id),
+            event: Set(status.as_str().to_string()),
+            message: Set(message),
+            created_at: Set(now),
+            ..Default::default()
+        };
+        if let Err(db_error) = log.insert(&self.context.db).await {
+            tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %db_error, "cannot store the connection log row");
+        }
+    }
+
+    /// A shard other than the first keeps its status on its lease row.
+    async fn write_shard_status(
+        &self,
+        status: ConnectionStatus,
+        error: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        let update = connection_lease::Entity::update_many()
+            .col_expr(
+                connection_lease::Column::Status,
+                Expr::value(status.as_str()),
+            )
+            .col_expr(connection_lease::Column::LastError, Expr::value(error))
+            .col_expr(connection_lease::Column::UpdatedAt, Expr::value(now))
+            .filter(connection_lease::Column::ConnectionId.eq(self.connection_id))
+            .filter(connection_lease::Column::Shard.eq(self.shard))
+            .filter(connection_lease::Column::Owner.eq(&*self.context.instance_id))
+            .exec(&self.context.db)
+            .await;
+        if let Err(db_error) = update {
+            tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, shard = self.shard, %db_error, "cannot store the shard's status");
+        }
     }
 }
 

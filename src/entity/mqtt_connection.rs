@@ -33,6 +33,8 @@ pub struct Model {
     pub silent: bool,
     /// Subscribed besides the patterns' filters, so unmatched topics are discovered.
     pub discovery_filter: Option<String>,
+    /// Clients (each leased on its own) sharing the subscriptions as `$share/{client_id}/…`.
+    pub shards: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

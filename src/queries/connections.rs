@@ -59,6 +59,27 @@ pub struct ConnectionResponse {
     /// Subscribed besides the patterns' filters, so topics no pattern matches are discovered.
     #[schema(required)]
     pub discovery_filter: Option<String>,
+    /// The instance running the connection (its first shard), or null when none does.
+    #[schema(required)]
+    pub owner: Option<String>,
+    /// Clients sharing the connection's subscriptions (`$share/{client_id}/…`), each leased
+    /// on its own.
+    #[schema(minimum = 1)]
+    pub shards: i32,
+    /// Every shard with the instance running it and its status.
+    pub shard_owners: Vec<ShardOwnerResponse>,
+}
+
+/// One shard of a connection.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShardOwnerResponse {
+    pub shard: i32,
+    #[schema(required)]
+    pub owner: Option<String>,
+    #[schema(schema_with = status_schema)]
+    pub status: String,
+    #[schema(required)]
+    pub last_error: Option<String>,
 }
 
 fn status_schema() -> Object {
@@ -87,7 +108,30 @@ impl ConnectionResponse {
             ),
             None => (stored_subscriptions, model.last_message_at, model.silent),
         };
+        let leases = supervisor.cluster().leases.of(model.id);
+        let shard_owners: Vec<ShardOwnerResponse> = (0..model.shards.max(1))
+            .map(|shard| {
+                let lease = leases.iter().find(|lease| lease.shard == shard);
+                // The first shard's status is the connection's own.
+                let (status, last_error) = match (shard, lease) {
+                    (0, _) => (model.status.clone(), model.last_error.clone()),
+                    (_, Some(lease)) if lease.owner.is_some() => {
+                        (lease.status.clone(), lease.last_error.clone())
+                    }
+                    _ => ("stopped".to_string(), None),
+                };
+                ShardOwnerResponse {
+                    shard,
+                    owner: lease.and_then(|lease| lease.owner.clone()),
+                    status,
+                    last_error,
+                }
+            })
+            .collect();
         ConnectionResponse {
+            owner: shard_owners.first().and_then(|shard| shard.owner.clone()),
+            shards: model.shards.max(1),
+            shard_owners,
             id: model.id,
             site_id: model.site_id,
             host: model.host,

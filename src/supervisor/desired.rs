@@ -12,7 +12,11 @@ use crate::entity::{mqtt_connection, mqtt_topic, site};
 use crate::routing::TopicSpec;
 use crate::telemetry::CONNECTION_TARGET;
 
-pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient>, DbErr> {
+/// A site's client: (site id, shard).
+pub type ClientKey = (i32, i32);
+
+/// Every client that should run, each shard of each active connection of an active site.
+pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<ClientKey, DesiredClient>, DbErr> {
     let active_sites: Vec<i32> = site::Entity::find()
         .filter(site::Column::IsActive.eq(true))
         .all(db)
@@ -41,24 +45,28 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient
     for row in connections {
         match ConnectionSettings::from_row(&row) {
             Ok(settings) => {
-                desired.insert(
-                    row.site_id,
-                    DesiredClient {
-                        site_id: row.site_id,
-                        settings,
-                        live: LiveSettings {
-                            topics: topics_by_site.remove(&row.site_id).unwrap_or_default(),
-                            discovery_filter: row
-                                .discovery_filter
-                                .clone()
-                                .filter(|filter| !filter.is_empty()),
-                            max_silence_secs: row
-                                .max_silence_secs
-                                .and_then(|secs| u32::try_from(secs).ok())
-                                .filter(|secs| *secs > 0),
+                let live = LiveSettings {
+                    topics: topics_by_site.remove(&row.site_id).unwrap_or_default(),
+                    discovery_filter: row
+                        .discovery_filter
+                        .clone()
+                        .filter(|filter| !filter.is_empty()),
+                    max_silence_secs: row
+                        .max_silence_secs
+                        .and_then(|secs| u32::try_from(secs).ok())
+                        .filter(|secs| *secs > 0),
+                    share_group: (settings.shards > 1).then(|| settings.client_id.clone()),
+                };
+                for shard in 0..settings.shards {
+                    desired.insert(
+                        (row.site_id, shard),
+                        DesiredClient {
+                            site_id: row.site_id,
+                            settings: settings.for_shard(shard),
+                            live: live.clone(),
                         },
-                    },
-                );
+                    );
+                }
             }
             Err(error) => {
                 // Only a row edited straight in the database can get here; the API validates.
@@ -80,12 +88,20 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<i32, DesiredClient
     Ok(desired)
 }
 
-/// After a crash or kill the rows may still say `connected`; nothing runs yet, so say `stopped`.
-pub async fn reset_statuses(db: &DatabaseConnection) -> Result<(), DbErr> {
-    mqtt_connection::Entity::update_many()
+/// After a crash or kill the rows may still say `connected`; nothing runs here yet, so say
+/// `stopped`. With other instances sharing the database, only rows no live lease covers: the
+/// others' connections are theirs to report.
+pub async fn reset_statuses(db: &DatabaseConnection, shared: bool) -> Result<(), DbErr> {
+    let mut update = mqtt_connection::Entity::update_many()
         .col_expr(mqtt_connection::Column::Status, Expr::value("stopped"))
-        .filter(mqtt_connection::Column::Status.ne("stopped"))
-        .exec(db)
-        .await?;
+        .filter(mqtt_connection::Column::Status.ne("stopped"));
+    if shared {
+        update = update.filter(Expr::cust(
+            "NOT EXISTS (SELECT 1 FROM connection_lease WHERE connection_lease.connection_id = \
+             mqtt_connection.id AND connection_lease.owner IS NOT NULL \
+             AND connection_lease.expires_at > now())",
+        ));
+    }
+    update.exec(db).await?;
     Ok(())
 }

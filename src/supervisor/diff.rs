@@ -22,21 +22,22 @@ pub struct RunningView<'a> {
     pub finished: bool,
 }
 
+/// What to do with one client, named by its key (a site's shard in the supervisor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Action {
-    Start(i32),
-    Stop(i32),
+pub enum Action<K> {
+    Start(K),
+    Stop(K),
     /// New session settings (or a crashed task): stop the old client, start a new one.
-    Restart(i32),
+    Restart(K),
     /// Same session, new patterns, discovery filter or silence limit: re-subscribe and swap
     /// the router.
-    UpdateTopics(i32),
+    UpdateTopics(K),
 }
 
-pub fn plan(
-    desired: &BTreeMap<i32, DesiredClient>,
-    running: &BTreeMap<i32, RunningView<'_>>,
-) -> Vec<Action> {
+pub fn plan<K: Ord + Copy>(
+    desired: &BTreeMap<K, DesiredClient>,
+    running: &BTreeMap<K, RunningView<'_>>,
+) -> Vec<Action<K>> {
     let mut actions = Vec::new();
     for (site_id, wanted) in desired {
         match running.get(site_id) {
@@ -71,6 +72,8 @@ mod tests {
 
     fn settings(site_id: i32) -> ConnectionSettings {
         ConnectionSettings {
+            shard: 0,
+            shards: 1,
             connection_id: site_id * 10,
             host: "127.0.0.1".into(),
             port: 1883,

@@ -1,22 +1,44 @@
-//! The handle the rest of the service holds on the supervisor: wake it, read live statuses.
+//! The handle the rest of the service holds on the supervisor: wake it (and the other
+//! instances' supervisors), read live statuses and the cluster's leases.
 
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::cluster::ClusterHandle;
 use crate::connection::{LiveConnection, LiveConnections};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SupervisorHandle {
     wake: Arc<Notify>,
     live: LiveConnections,
+    cluster: ClusterHandle,
 }
 
 impl SupervisorHandle {
-    /// Asks for a reconcile pass now instead of at the next tick. Wakes coalesce: many changes in
-    /// a burst cause one pass.
+    pub fn new(cluster: ClusterHandle) -> SupervisorHandle {
+        SupervisorHandle {
+            wake: Arc::new(Notify::new()),
+            live: LiveConnections::default(),
+            cluster,
+        }
+    }
+
+    /// Asks for a reconcile pass now instead of at the next tick, here and on every other
+    /// instance (the one owning the connection acts). Wakes coalesce: many changes in a burst
+    /// cause one pass.
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.cluster.notifier.wake_everyone();
+    }
+
+    /// What wakes this instance's loop only (for notifications from the others).
+    pub fn local_wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn cluster(&self) -> &ClusterHandle {
+        &self.cluster
     }
 
     pub(crate) async fn woken(&self) {

@@ -5,19 +5,22 @@ mod desired;
 mod diff;
 mod handle;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use diff::{plan, Action, DesiredClient, RunningView};
 pub use handle::SupervisorHandle;
 
+use crate::cluster::{Allowed, ShardKey};
 use crate::connection::{self, ClientHandle, ConnectionContext, ConnectionSettings, LiveSettings};
 use crate::metrics::Metrics;
 use crate::telemetry::CONNECTION_TARGET;
+use desired::ClientKey;
 
 /// What the reconcile loop needs.
 pub struct SupervisorContext {
@@ -27,6 +30,11 @@ pub struct SupervisorContext {
     pub reconcile_every: Duration,
     /// Handed to every connection it starts.
     pub connections: ConnectionContext,
+    /// The shards this instance may run (its leases), from the lease manager.
+    pub allowed: watch::Receiver<Allowed>,
+    /// The shards it runs, after every pass: the lease manager gives a lease back only once its
+    /// shard is no longer here.
+    pub running: watch::Sender<BTreeSet<ShardKey>>,
     pub shutdown: CancellationToken,
 }
 
@@ -38,10 +46,12 @@ struct RunningClient {
 
 /// Runs until the shutdown token fires, then stops every client and waits for them.
 pub async fn run(context: SupervisorContext) {
-    if let Err(error) = desired::reset_statuses(&context.db).await {
+    if let Err(error) = desired::reset_statuses(&context.db, context.handle.cluster().shared).await
+    {
         tracing::warn!(target: CONNECTION_TARGET, %error, "cannot reset stale connection statuses");
     }
-    let mut running: BTreeMap<i32, RunningClient> = BTreeMap::new();
+    let mut running: BTreeMap<ClientKey, RunningClient> = BTreeMap::new();
+    let mut allowed_changes = context.allowed.clone();
     let mut ticker = tokio::time::interval(context.reconcile_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -49,9 +59,22 @@ pub async fn run(context: SupervisorContext) {
             _ = context.shutdown.cancelled() => break,
             _ = ticker.tick() => {}
             _ = context.handle.woken() => {}
+            changed = allowed_changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
         }
         let started = Instant::now();
-        let outcome = reconcile(&context, &mut running).await;
+        // Clients this instance may no longer run stop first, whatever the database does: a
+        // lease it cannot renew must not outlive its client.
+        let allowed = context.allowed.borrow().clone();
+        stop(&mut running, |key, client| {
+            !allowed.contains(&shard_key(key, client))
+        })
+        .await;
+        let outcome = reconcile(&context, &allowed, &mut running).await;
+        publish_running(&context, &running);
         context
             .metrics
             .reconcile_seconds
@@ -75,21 +98,62 @@ pub async fn run(context: SupervisorContext) {
             }
         }
     }
-    stop_all(running).await;
+    stop(&mut running, |_, _| true).await;
+    publish_running(&context, &running);
+}
+
+fn shard_key(key: &ClientKey, client: &RunningClient) -> ShardKey {
+    (client.settings.connection_id, key.1)
+}
+
+fn publish_running(context: &SupervisorContext, running: &BTreeMap<ClientKey, RunningClient>) {
+    let keys: BTreeSet<ShardKey> = running
+        .iter()
+        .map(|(key, client)| shard_key(key, client))
+        .collect();
+    context.running.send_if_modified(|current| {
+        let changed = *current != keys;
+        *current = keys;
+        changed
+    });
+}
+
+/// Stops (all at once) the clients `which` picks, and waits for them.
+async fn stop(
+    running: &mut BTreeMap<ClientKey, RunningClient>,
+    which: impl Fn(&ClientKey, &RunningClient) -> bool,
+) {
+    let keys: Vec<ClientKey> = running
+        .iter()
+        .filter(|(key, client)| which(key, client))
+        .map(|(key, _)| *key)
+        .collect();
+    let mut stopping = Vec::new();
+    for key in keys {
+        if let Some(client) = running.remove(&key) {
+            client.handle.cancel.cancel();
+            stopping.push(client.handle.task);
+        }
+    }
+    for task in stopping {
+        let _ = task.await;
+    }
 }
 
 /// One pass; returns how many actions it took.
 async fn reconcile(
     context: &SupervisorContext,
-    running: &mut BTreeMap<i32, RunningClient>,
+    allowed: &Allowed,
+    running: &mut BTreeMap<ClientKey, RunningClient>,
 ) -> Result<usize, sea_orm::DbErr> {
-    let desired = desired::load(&context.db).await?;
+    let mut desired = desired::load(&context.db).await?;
+    desired.retain(|(_, shard), wanted| allowed.contains(&(wanted.settings.connection_id, *shard)));
     let actions = {
-        let views: BTreeMap<i32, RunningView<'_>> = running
+        let views: BTreeMap<ClientKey, RunningView<'_>> = running
             .iter()
-            .map(|(site_id, client)| {
+            .map(|(key, client)| {
                 (
-                    *site_id,
+                    *key,
                     RunningView {
                         settings: &client.settings,
                         live: &client.live,
@@ -101,31 +165,27 @@ async fn reconcile(
         plan(&desired, &views)
     };
     // Stops first and all at once, so a stop-everything change takes one disconnect, not N.
-    let mut stopping = Vec::new();
-    for action in &actions {
-        if let Action::Stop(site_id) | Action::Restart(site_id) = action {
-            if let Some(client) = running.remove(site_id) {
-                client.handle.cancel.cancel();
-                stopping.push(client.handle.task);
-            }
-        }
-    }
-    for task in stopping {
-        let _ = task.await;
-    }
+    let stopping: BTreeSet<ClientKey> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Stop(key) | Action::Restart(key) => Some(*key),
+            _ => None,
+        })
+        .collect();
+    stop(running, |key, _| stopping.contains(key)).await;
     for action in &actions {
         match action {
-            Action::Start(site_id) | Action::Restart(site_id) => {
-                if let Some(wanted) = desired.get(site_id) {
+            Action::Start(key) | Action::Restart(key) => {
+                if let Some(wanted) = desired.get(key) {
                     let handle = connection::spawn(
                         context.connections.clone(),
-                        *site_id,
+                        key.0,
                         wanted.settings.clone(),
                         wanted.live.clone(),
                         &context.shutdown,
                     );
                     running.insert(
-                        *site_id,
+                        *key,
                         RunningClient {
                             settings: wanted.settings.clone(),
                             live: wanted.live.clone(),
@@ -134,33 +194,18 @@ async fn reconcile(
                     );
                 }
             }
-            Action::UpdateTopics(site_id) => {
-                if let (Some(wanted), Some(client)) =
-                    (desired.get(site_id), running.get_mut(site_id))
-                {
+            Action::UpdateTopics(key) => {
+                if let (Some(wanted), Some(client)) = (desired.get(key), running.get_mut(key)) {
                     let _ = client
                         .handle
                         .live_settings
                         .send(Arc::new(wanted.live.clone()));
                     client.live = wanted.live.clone();
-                    tracing::info!(target: CONNECTION_TARGET, site_id, patterns = wanted.live.topics.len(), "topic patterns, discovery filter or silence limit changed; re-subscribing");
+                    tracing::info!(target: CONNECTION_TARGET, site_id = key.0, shard = key.1, patterns = wanted.live.topics.len(), "topic patterns, discovery filter or silence limit changed; re-subscribing");
                 }
             }
             Action::Stop(_) => {}
         }
     }
     Ok(actions.len())
-}
-
-async fn stop_all(running: BTreeMap<i32, RunningClient>) {
-    let tasks: Vec<_> = running
-        .into_values()
-        .map(|client| {
-            client.handle.cancel.cancel();
-            client.handle.task
-        })
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
 }

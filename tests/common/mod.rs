@@ -413,6 +413,28 @@ impl PrivateBroker {
         PrivateBroker::start_configured(None, true, true)
     }
 
+    /// A broker that writes everything it does to `log()`: tests read it for takeovers.
+    pub fn start_logged() -> PrivateBroker {
+        let mut broker = PrivateBroker::start_configured(None, false, true);
+        broker.kill();
+        let path = broker.directory.path().join("mosquitto.conf");
+        let log = broker.directory.path().join("broker.log");
+        let config = std::fs::read_to_string(&path)
+            .expect("read config")
+            .replace(
+                "log_dest none\n",
+                &format!("log_dest file {}\nlog_type all\n", log.display()),
+            );
+        std::fs::write(&path, config).expect("write config");
+        broker.resume();
+        broker
+    }
+
+    /// What a broker started with `start_logged` wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.directory.path().join("broker.log")).unwrap_or_default()
+    }
+
     /// A broker that keeps nothing on disk: after a restart it remembers no session.
     pub fn start_forgetful() -> PrivateBroker {
         PrivateBroker::start_configured(None, false, false)

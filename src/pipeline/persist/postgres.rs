@@ -13,8 +13,31 @@ use super::transaction::{execution_error, PostgresTransaction};
 // Known rows are updated by id, from arrays: the multi-row upsert costs the
 // database about ten times as much per row (a statement of thousands of parameters planned
 // afresh, and an insert tried before each update), and a row the writer has an id for exists,
-// since its site is locked for the transaction. Rows go in key order, like every multi-row
-// write; two writers share a datalogger only when its messages come on several topics.
+// since its site is locked for the transaction. Writers (of this instance or of others sharing
+// the database, e.g. the shards of one connection) may write the same rows at once, so every
+// writer locks them in one order, the key order of the multi-row upserts: the ids come in that
+// order, and `lock_in_order` takes the row locks in it before an update, whose own join would
+// lock them in whatever order it reads them. Transactions that lock in one order cannot
+// deadlock each other.
+
+/// Takes the row locks of `ids` (in `table`) in the order given.
+async fn lock_in_order(
+    connection: &mut sqlx::PgConnection,
+    table: &str,
+    ids: &[i32],
+) -> Result<(), DbErr> {
+    let sql = format!(
+        "SELECT 1 FROM {table} JOIN unnest($1::int4[]) WITH ORDINALITY AS known(id, position) \
+           ON {table}.id = known.id \
+         ORDER BY known.position FOR NO KEY UPDATE OF {table}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(PostgresArray(ids))
+        .execute(connection)
+        .await
+        .map_err(execution_error)?;
+    Ok(())
+}
 
 /// The same rules as the upsert: the newest time wins, a reading arriving late changes nothing.
 pub(super) async fn update_known_dataloggers(
@@ -36,6 +59,7 @@ pub(super) async fn update_known_dataloggers(
          WHERE datalogger.id = known.id"
     );
     let mut connection = transaction.lock().await;
+    lock_in_order(&mut connection, "datalogger", ids).await?;
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(PostgresArray(ids))
         .bind(PostgresArray(last_seen))
@@ -79,6 +103,7 @@ impl<'a> KnownSensors<'a> {
              WHERE sensor.id = known.id"
         );
         let mut connection = transaction.lock().await;
+        lock_in_order(&mut connection, "sensor", &self.ids).await?;
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(PostgresArray(&self.ids))
             .bind(self.units)
