@@ -21,6 +21,11 @@ fn known_variable(name: &str) -> bool {
 
 /// `KEY: value` lines inside the supervisor service's `environment:` block.
 fn compose_supervisor_environment(compose: &str) -> Vec<(String, String)> {
+    compose_service_environment(compose, "supervisor")
+}
+
+/// `KEY: value` lines inside one service's `environment:` block.
+fn compose_service_environment(compose: &str, service: &str) -> Vec<(String, String)> {
     let mut in_supervisor = false;
     let mut in_environment = false;
     let mut variables = Vec::new();
@@ -28,7 +33,7 @@ fn compose_supervisor_environment(compose: &str) -> Vec<(String, String)> {
         let indent = line.len() - line.trim_start().len();
         let trimmed = line.trim();
         if indent == 2 && trimmed.ends_with(':') {
-            in_supervisor = trimmed == "supervisor:";
+            in_supervisor = trimmed == format!("{service}:");
             in_environment = false;
             continue;
         }
@@ -147,4 +152,33 @@ fn the_compose_broker_does_not_drop_messages_for_a_slow_subscriber() {
     };
     assert!(setting("max_queued_messages ") >= 100_000);
     assert!(setting("max_inflight_messages ") >= 100);
+}
+
+#[test]
+fn compose_runs_two_replicas_on_one_database_with_their_own_names() {
+    let compose = read("podman-compose.yml");
+    let first = compose_service_environment(&compose, "supervisor");
+    let second = compose_service_environment(&compose, "supervisor-b");
+    let value = |variables: &[(String, String)], name: &str| {
+        variables
+            .iter()
+            .find(|(variable, _)| variable == name)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    for (name, _) in &second {
+        assert!(
+            known_variable(name),
+            "supervisor-b sets {name}, which the binary ignores"
+        );
+    }
+    assert_eq!(
+        value(&first, "DATABASE_URL"),
+        value(&second, "DATABASE_URL")
+    );
+    assert!(value(&first, "DATABASE_URL").starts_with("postgres://"));
+    assert_ne!(
+        value(&first, "SUPERVISOR_INSTANCE_ID"),
+        value(&second, "SUPERVISOR_INSTANCE_ID")
+    );
 }

@@ -2,18 +2,22 @@
 //! ingests into a real database. Prints the figures recorded in docs/performance.md.
 //!
 //! `cargo bench --bench ingest -- [--messages N] [--database-url URL] [--skip-connections]
-//!  [--publishers N] [--broker-inflight N] [--service-config FILE]`
+//!  [--publishers N] [--broker-inflight N] [--service-config FILE]`, or
+//! `cargo bench --bench ingest -- --cluster [--cluster-kills N] [--cluster-messages N]` for
+//! several instances on one PostgreSQL (failover, rebalancing, 1 000 connections, shards).
 //! Defaults: 3 000 000 messages (about half a minute of flood) from 1 000 dataloggers on 10
 //! gateways (one MQTT connection each), 2 sensors each, QoS 1, into the local PostgreSQL
 //! (database `test`, user `postgres`, over the Unix socket in /var/run/postgresql when there is
 //! one, else 127.0.0.1:5432; a fresh database per run).
 
+mod cluster;
 mod connections;
 mod database;
 mod fleet;
 mod ingest;
 mod processes;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +37,7 @@ const DATALOGGERS: usize = 1000;
 const GATEWAYS: usize = 10;
 const TOKEN: &str = "bench-token";
 
+use cluster::*;
 use connections::*;
 use database::*;
 use fleet::*;
@@ -43,6 +48,12 @@ struct Options {
     messages: usize,
     database_url: String,
     connections: bool,
+    /// Only the several-instances part.
+    cluster: bool,
+    /// Kills of the failover measurement (20 unless given).
+    cluster_kills: usize,
+    /// Messages of each flood through 1, 2 and 3 shards.
+    cluster_messages: usize,
     /// A configuration file for the service (e.g. to compare writer counts or batch sizes).
     service_config: Option<String>,
     /// Mosquitto's `max_inflight_messages`: how many unacknowledged messages it sends ahead.
@@ -56,6 +67,9 @@ fn options() -> Options {
         messages: 3_000_000,
         database_url: local_database_url(),
         connections: true,
+        cluster: false,
+        cluster_kills: 20,
+        cluster_messages: 300_000,
         service_config: None,
         broker_inflight: 1000,
         publishers: GATEWAYS,
@@ -71,6 +85,16 @@ fn options() -> Options {
             }
             "--database-url" => options.database_url = args.next().unwrap_or(options.database_url),
             "--skip-connections" => options.connections = false,
+            "--cluster" => options.cluster = true,
+            "--cluster-kills" => {
+                options.cluster_kills = args.next().and_then(|v| v.parse().ok()).unwrap_or(20)
+            }
+            "--cluster-messages" => {
+                options.cluster_messages = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(options.cluster_messages)
+            }
             "--service-config" => options.service_config = args.next(),
             "--publishers" => {
                 options.publishers = args
@@ -110,6 +134,10 @@ async fn main() {
         options.messages, options.publishers, options.database_url
     );
     let broker = Broker::start(options.broker_inflight);
+    if options.cluster {
+        cluster(&options, &broker).await;
+        return;
+    }
     let raw_before = raw_rate(&broker, options.messages, options.publishers).await;
     println!(
         "raw broker→subscriber (QoS 1, inflight {}): {raw_before:.0} messages/s",

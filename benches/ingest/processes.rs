@@ -122,7 +122,20 @@ impl Service {
         log_dir: &std::path::Path,
         config: Option<&str>,
     ) -> Service {
+        Service::start_with_env(database_url, log_dir, config, &[])
+    }
+
+    /// As `start`, with more environment (an instance id, a lease time).
+    pub(crate) fn start_with_env(
+        database_url: &str,
+        log_dir: &std::path::Path,
+        config: Option<&str>,
+        environment: &[(&str, String)],
+    ) -> Service {
         let mut command = Command::new(BINARY);
+        for (name, value) in environment {
+            command.env(name, value);
+        }
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -164,6 +177,20 @@ impl Service {
         };
         std::thread::spawn(move || for _ in lines {});
         Service { child, base_url }
+    }
+
+    /// GET a JSON document of the API with the benchmark's token.
+    pub(crate) async fn api(&self, path: &str) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        let Ok(response) = client
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+        else {
+            return serde_json::Value::Null;
+        };
+        response.json().await.unwrap_or(serde_json::Value::Null)
     }
 
     pub(crate) fn rss_megabytes(&self) -> f64 {
