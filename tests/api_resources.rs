@@ -256,8 +256,12 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
             "max_silence_secs",
             "silent",
             "discovery_filter",
+            "owner",
+            "shards",
+            "shard_owners",
         ])
     );
+    assert_eq!(connection["shards"], 1);
     assert_eq!(connection["subscriptions"], json!([]));
     assert_eq!(connection["silent"], false);
     assert_eq!(connection["max_silence_secs"], Value::Null);

@@ -103,16 +103,16 @@ impl StatusReporter {
     /// (its instance cut off from the database meanwhile) must not overwrite what the new
     /// owner wrote.
     pub(super) fn not_taken_over(&self) -> sea_orm::sea_query::SimpleExpr {
-        Expr::cust_with_values(
-            "NOT EXISTS (SELECT 1 FROM connection_lease WHERE connection_lease.connection_id = ? \
-             AND connection_lease.shard = ? AND connection_lease.owner IS NOT NULL \
-             AND connection_lease.owner <> ?)",
-            [
-                self.connection_id.into(),
-                self.shard.into(),
-                sea_orm::Value::from(self.context.instance_id.to_string()),
-            ],
-        )
+        use sea_orm::sea_query::{ExprTrait, Query};
+        let taken = Query::select()
+            .expr(Expr::val(1))
+            .from(connection_lease::Entity)
+            .and_where(connection_lease::Column::ConnectionId.eq(self.connection_id))
+            .and_where(connection_lease::Column::Shard.eq(self.shard))
+            .and_where(connection_lease::Column::Owner.is_not_null())
+            .and_where(connection_lease::Column::Owner.ne(self.context.instance_id.to_string()))
+            .to_owned();
+        Expr::exists(taken).not()
     }
 
     pub fn current(&self) -> Option<ConnectionStatus> {
