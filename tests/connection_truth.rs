@@ -313,6 +313,10 @@ async fn a_session_the_broker_forgot_is_noticed_and_ingest_goes_on() {
         &database,
         ServiceOptions {
             reconcile_secs: 1,
+            args: config_args(
+                database.directory.path(),
+                "[supervisor]\nbackoff_initial_ms = 200\nbackoff_max_secs = 2\n",
+            ),
             ..Default::default()
         },
     );
