@@ -376,6 +376,7 @@ async fn every_reply_matches_the_document() {
             format!("/api/mqtt/parsing-logs?site_id={site_id}&limit=5"),
         ),
         ("/api/parsers", "/api/parsers".to_string()),
+        ("/api/instances", "/api/instances".to_string()),
     ] {
         let (status, body) = api.get(template, &path).await;
         assert_eq!(status, ok, "{path}: {body}");

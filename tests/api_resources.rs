@@ -259,9 +259,14 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
             "owner",
             "shards",
             "shard_owners",
+            "client_cert_file",
+            "client_key_file",
+            "last_will",
         ])
     );
     assert_eq!(connection["shards"], 1);
+    assert_eq!(connection["client_cert_file"], Value::Null);
+    assert_eq!(connection["last_will"], Value::Null);
     assert_eq!(connection["subscriptions"], json!([]));
     assert_eq!(connection["silent"], false);
     assert_eq!(connection["max_silence_secs"], Value::Null);
@@ -1039,7 +1044,8 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
             "messages_processed",
             "errors_count",
             "last_message_time",
-            "jobs"
+            "jobs",
+            "instance"
         ])
     );
     assert_eq!(health["status"], "ok", "{health}");

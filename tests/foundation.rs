@@ -333,6 +333,8 @@ async fn migrate_command_applies_lists_and_rolls_back() {
     );
     // One step at a time, newest first.
     for (step, pending) in [
+        "m20261201_000008_client_certificate_and_will",
+        "m20261201_000007_cluster",
         "m20261130_000004_connection_truth",
         "m20261125_000003_readings_without_time_index",
         "m20261124_000002_lean_readings",

@@ -17,9 +17,10 @@ use super::extract::{ApiJson, JsonInteger, Patch, PathId};
 use super::list::Listing;
 use super::schema::{self, MAX_MQTT_STRING_BYTES};
 use super::topics::pattern_schema;
+use crate::connection::{check_client_identity, TlsError, Will};
 use crate::entity::{mqtt_connection, site};
 use crate::queries::connections::{find_by_site, ConnectionResponse};
-use crate::routing::TopicPattern;
+use crate::routing::{publish_topic_problem, TopicPattern};
 use crate::state::AppState;
 
 const MAX_HOST_CHARS: usize = 255;
@@ -71,6 +72,15 @@ pub struct CreateConnection {
     /// filter as `$share/{client_id}/{filter}`, each leased on its own (several instances).
     #[schema(schema_with = optional_shards_schema)]
     shards: Option<JsonInteger>,
+    /// Mutual TLS: PEM files of the client certificate and of its key (RSA or EC), both or
+    /// neither; read and checked to belong together when stored.
+    #[schema(schema_with = optional_text_schema)]
+    client_cert_file: Option<String>,
+    #[schema(schema_with = optional_text_schema)]
+    client_key_file: Option<String>,
+    /// What the broker publishes for the service when its session dies; null for none.
+    #[schema(value_type = Option<Will>)]
+    last_will: Option<Will>,
 }
 
 /// Only the fields given change; `username`, `password` and `ca_file` may be `null` (cleared),
@@ -120,6 +130,51 @@ pub struct UpdateConnection {
     #[serde(default)]
     #[schema(schema_with = shards_schema)]
     shards: Patch<JsonInteger>,
+    #[serde(default)]
+    #[schema(schema_with = optional_text_schema)]
+    client_cert_file: Patch<String>,
+    #[serde(default)]
+    #[schema(schema_with = optional_text_schema)]
+    client_key_file: Patch<String>,
+    /// `null` removes the will.
+    #[serde(default)]
+    #[schema(value_type = Option<Will>)]
+    last_will: Patch<Will>,
+}
+
+/// The largest will payload accepted.
+const MAX_WILL_PAYLOAD_BYTES: usize = 65_536;
+
+fn validate_will(will: Will) -> Result<Will, ApiError> {
+    if let Some(problem) = publish_topic_problem(&will.topic) {
+        return Err(ApiError::validation("last_will.topic", problem));
+    }
+    if will.qos > 2 {
+        return Err(ApiError::validation(
+            "last_will.qos",
+            format!("must be 0, 1 or 2 (got {})", will.qos),
+        ));
+    }
+    if will.payload.len() > MAX_WILL_PAYLOAD_BYTES {
+        return Err(ApiError::validation(
+            "last_will.payload",
+            format!("must be at most {MAX_WILL_PAYLOAD_BYTES} bytes"),
+        ));
+    }
+    Ok(will)
+}
+
+/// Reads the certificate and key the connection will present, naming the field at fault.
+fn validate_client_identity(certificate: Option<&str>, key: Option<&str>) -> Result<(), ApiError> {
+    check_client_identity(certificate, key).map_err(|error| {
+        let field = match &error {
+            TlsError::CertFile { .. } | TlsError::CertEmpty { .. } | TlsError::KeyWithoutCert => {
+                "client_cert_file"
+            }
+            _ => "client_key_file",
+        };
+        ApiError::validation(field, error.to_string())
+    })
 }
 
 fn shards_schema() -> Object {
@@ -356,6 +411,10 @@ pub async fn create(
         .map(validate_discovery_filter)
         .transpose()?;
     let shards = body.shards.map(validate_shards).transpose()?.unwrap_or(1);
+    let client_cert_file = optional_text("client_cert_file", body.client_cert_file)?;
+    let client_key_file = optional_text("client_key_file", body.client_key_file)?;
+    validate_client_identity(client_cert_file.as_deref(), client_key_file.as_deref())?;
+    let last_will = body.last_will.map(validate_will).transpose()?;
     let Some(site) = site::Entity::find_by_id(site_id).one(&state.db).await? else {
         return Err(ApiError::validation(
             "site_id",
@@ -389,6 +448,9 @@ pub async fn create(
         silent: Set(false),
         discovery_filter: Set(discovery_filter),
         shards: Set(shards),
+        client_cert_file: Set(client_cert_file),
+        client_key_file: Set(client_key_file),
+        last_will: Set(last_will.map(|will| serde_json::to_value(will).unwrap_or_default())),
         ..Default::default()
     }
     .insert(&state.db)
@@ -464,8 +526,37 @@ pub async fn update(
         .required("shards")?
         .map(validate_shards)
         .transpose()?;
+    let client_cert_file = body
+        .client_cert_file
+        .nullable()
+        .map(|value| optional_text("client_cert_file", value))
+        .transpose()?;
+    let client_key_file = body
+        .client_key_file
+        .nullable()
+        .map(|value| optional_text("client_key_file", value))
+        .transpose()?;
+    let last_will = body
+        .last_will
+        .nullable()
+        .map(|value| value.map(validate_will).transpose())
+        .transpose()?;
 
-    let mut row = require_by_site(&state, site_id).await?.into_active_model();
+    let current = require_by_site(&state, site_id).await?;
+    // The pair as it will be stored: a change to one is checked with the other.
+    validate_client_identity(
+        client_cert_file
+            .clone()
+            .unwrap_or_else(|| current.client_cert_file.clone())
+            .as_deref()
+            .filter(|path| !path.is_empty()),
+        client_key_file
+            .clone()
+            .unwrap_or_else(|| current.client_key_file.clone())
+            .as_deref()
+            .filter(|path| !path.is_empty()),
+    )?;
+    let mut row = current.into_active_model();
     if let Some(host) = host {
         row.host = Set(host);
     }
@@ -504,6 +595,15 @@ pub async fn update(
     }
     if let Some(shards) = shards {
         row.shards = Set(shards);
+    }
+    if let Some(client_cert_file) = client_cert_file {
+        row.client_cert_file = Set(client_cert_file);
+    }
+    if let Some(client_key_file) = client_key_file {
+        row.client_key_file = Set(client_key_file);
+    }
+    if let Some(last_will) = last_will {
+        row.last_will = Set(last_will.map(|will| serde_json::to_value(will).unwrap_or_default()));
     }
     row.updated_at = Set(Utc::now());
     let updated = row.update(&state.db).await?;

@@ -120,7 +120,12 @@ pub async fn listen(
                 }
             };
             match notification.channel() {
-                WAKE_CHANNEL => wake_supervisor.notify_one(),
+                WAKE_CHANNEL => {
+                    // A connection switched on needs a lease before the supervisor may start
+                    // it: without a round now it would wait for the next renewal.
+                    wake_leases.notify_one();
+                    wake_supervisor.notify_one();
+                }
                 LEASES_CHANNEL if notification.payload() != notifier.instance_id() => {
                     wake_leases.notify_one()
                 }

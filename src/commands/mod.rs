@@ -11,8 +11,9 @@ use crate::cli::Command;
 use crate::config::Config;
 
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
-    // Two TLS crypto back-ends are linked in (through different dependencies), and rustls then
-    // refuses to guess: name one for the whole process before any TLS connection is made.
+    // Only ring is linked (Cargo.toml keeps aws-lc out), and the crates built without a provider
+    // of their own (Sentry's HTTP client, rumqttc) take the process default: set it before any
+    // TLS connection is made.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match command {
         Command::Serve(args) => serve::run(config, args).await,

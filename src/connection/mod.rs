@@ -8,6 +8,7 @@ mod session;
 mod settings;
 mod status;
 mod subscriptions;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use live::{LiveConnection, LiveConnections};
-pub use settings::{ConnectionSettings, SettingsError};
+pub use settings::{ConnectionSettings, SettingsError, Will};
 pub use status::{ConnectionStatus, StatusReporter};
+pub use tls::{check_client_identity, TlsError};
 
 use crate::backoff::Backoff;
 use crate::events::Hub;

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{LastWill, MqttOptions, QoS, Transport};
+use serde::{Deserialize, Serialize};
 
+use super::tls::{client_configuration, TlsError};
 use crate::entity::mqtt_connection;
 
 const OUTGOING_INFLIGHT: u16 = 8;
@@ -25,6 +27,30 @@ pub struct ConnectionSettings {
     pub shard: i32,
     /// Clients sharing the connection's subscriptions; 1 is a plain connection.
     pub shards: i32,
+    /// Mutual TLS: the client certificate and its key (PEM files).
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+    /// What the broker publishes for us when our session dies without a DISCONNECT.
+    pub last_will: Option<Will>,
+}
+
+/// A last will as stored on the connection (`last_will` column and API field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Will {
+    /// A topic name: no wildcards, not empty, not starting with `$`.
+    pub topic: String,
+    /// Sent as it is (text).
+    pub payload: String,
+    #[serde(default = "default_will_qos")]
+    #[schema(minimum = 0, maximum = 2)]
+    pub qos: u8,
+    #[serde(default)]
+    pub retain: bool,
+}
+
+fn default_will_qos() -> u8 {
+    1
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +59,10 @@ pub enum SettingsError {
     Port(i32),
     #[error("keepalive_secs {0} is outside 5..=65535")]
     Keepalive(i32),
-    #[error("cannot read the CA file {path}: {source}")]
-    CaFile {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot load the system's root certificates: {0}")]
-    SystemRoots(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("the stored last will cannot be read: {0}")]
+    Will(String),
 }
 
 impl ConnectionSettings {
@@ -65,6 +88,15 @@ impl ConnectionSettings {
             clean_session: row.clean_session,
             shard: 0,
             shards: row.shards.max(1),
+            client_cert_file: row.client_cert_file.clone().filter(|path| !path.is_empty()),
+            client_key_file: row.client_key_file.clone().filter(|path| !path.is_empty()),
+            last_will: row
+                .last_will
+                .clone()
+                .filter(|value| !value.is_null())
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|error| SettingsError::Will(error.to_string()))?,
         })
     }
 
@@ -103,33 +135,30 @@ impl ConnectionSettings {
         if let Some(username) = &self.username {
             options.set_credentials(username.clone(), self.password.clone().unwrap_or_default());
         }
+        if let Some(will) = &self.last_will {
+            options.set_last_will(LastWill::new(
+                will.topic.clone(),
+                will.payload.clone().into_bytes(),
+                qos_of(will.qos),
+                will.retain,
+            ));
+        }
         if self.use_tls {
-            let transport = match &self.ca_file {
-                Some(path) => {
-                    let ca = std::fs::read(path).map_err(|source| SettingsError::CaFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    Transport::tls_with_config(TlsConfiguration::Simple {
-                        ca,
-                        alpn: None,
-                        client_auth: None,
-                    })
-                }
-                None => {
-                    // The client library panics when the platform store cannot be read; turn that
-                    // into an error on this one connection instead of a crashed task.
-                    let configuration = std::panic::catch_unwind(TlsConfiguration::default)
-                        .map_err(|_| {
-                            SettingsError::SystemRoots(
-                                "the platform certificate store is unreadable; set ca_file".into(),
-                            )
-                        })?;
-                    Transport::tls_with_config(configuration)
-                }
-            };
-            options.set_transport(transport);
+            let configuration = client_configuration(
+                self.ca_file.as_deref(),
+                self.client_cert_file.as_deref(),
+                self.client_key_file.as_deref(),
+            )?;
+            options.set_transport(Transport::tls_with_config(configuration));
         }
         Ok(options)
+    }
+}
+
+fn qos_of(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
     }
 }

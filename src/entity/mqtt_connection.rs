@@ -35,6 +35,11 @@ pub struct Model {
     pub discovery_filter: Option<String>,
     /// Clients (each leased on its own) sharing the subscriptions as `$share/{client_id}/…`.
     pub shards: i32,
+    /// PEM files of the client certificate and its key, for brokers requiring mutual TLS.
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+    /// `{"topic", "payload", "qos", "retain"}` the broker publishes when the session dies.
+    pub last_will: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

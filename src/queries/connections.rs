@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 use utoipa::ToSchema;
 
-use crate::connection::ConnectionStatus;
+use crate::connection::{ConnectionStatus, Will};
 use crate::entity::mqtt_connection;
 use crate::events::Subscription;
 use crate::supervisor::SupervisorHandle;
@@ -68,6 +68,14 @@ pub struct ConnectionResponse {
     pub shards: i32,
     /// Every shard with the instance running it and its status.
     pub shard_owners: Vec<ShardOwnerResponse>,
+    /// Mutual TLS: the client certificate and key files, or null.
+    #[schema(required)]
+    pub client_cert_file: Option<String>,
+    #[schema(required)]
+    pub client_key_file: Option<String>,
+    /// What the broker publishes when the service's session dies, or null.
+    #[schema(required, value_type = Option<Will>)]
+    pub last_will: Option<Will>,
 }
 
 /// One shard of a connection.
@@ -132,6 +140,12 @@ impl ConnectionResponse {
             owner: shard_owners.first().and_then(|shard| shard.owner.clone()),
             shards: model.shards.max(1),
             shard_owners,
+            client_cert_file: model.client_cert_file.clone(),
+            client_key_file: model.client_key_file.clone(),
+            last_will: model
+                .last_will
+                .clone()
+                .and_then(|value| serde_json::from_value(value).ok()),
             id: model.id,
             site_id: model.site_id,
             host: model.host,

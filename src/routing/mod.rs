@@ -7,7 +7,7 @@ mod route_cache;
 mod router;
 mod site_routes;
 
-pub use pattern::{PatternError, TopicPattern};
+pub use pattern::{publish_topic_problem, PatternError, TopicPattern};
 pub use route_cache::RouteCache;
 pub use router::{Route, RouteMatch, Router};
 pub use site_routes::{SiteRoutes, TopicSpec};

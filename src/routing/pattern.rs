@@ -287,6 +287,24 @@ pub(super) fn is_valid_topic(topic: &str) -> bool {
     !topic.is_empty() && topic.len() <= MAX_LEN && !topic.contains(['+', '#', '\0'])
 }
 
+/// What is wrong with `topic` as a topic this service publishes to, if anything: a name, not a
+/// filter, and not one of the broker's own `$` topics.
+pub fn publish_topic_problem(topic: &str) -> Option<&'static str> {
+    if topic.is_empty() {
+        Some("must not be empty")
+    } else if topic.len() > MAX_LEN {
+        Some("must be at most 65535 bytes")
+    } else if topic.contains(['+', '#']) {
+        Some("must be a topic name without the wildcards '+' and '#'")
+    } else if topic.contains('\0') {
+        Some("must not contain NUL")
+    } else if topic.starts_with('$') {
+        Some("must not start with '$' (topics of the broker itself)")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +322,14 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn only_plain_topic_names_may_be_published_to() {
+        assert_eq!(publish_topic_problem("plant/relay/1/set"), None);
+        for bad in ["", "a/+", "a/#", "$SYS/x", "a\0b"] {
+            assert!(publish_topic_problem(bad).is_some(), "{bad:?}");
+        }
     }
 
     // ---- parsing ----

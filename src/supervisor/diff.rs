@@ -74,6 +74,9 @@ mod tests {
         ConnectionSettings {
             shard: 0,
             shards: 1,
+            client_cert_file: None,
+            client_key_file: None,
+            last_will: None,
             connection_id: site_id * 10,
             host: "127.0.0.1".into(),
             port: 1883,

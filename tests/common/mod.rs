@@ -413,6 +413,24 @@ impl PrivateBroker {
         PrivateBroker::start_configured(None, true, true)
     }
 
+    /// A TLS broker that requires a client certificate signed by its test CA; the client pairs
+    /// are in `directory()`: `client-rsa.crt`/`.key` and `client-ec.crt`/`.key`.
+    pub fn start_mutual_tls() -> PrivateBroker {
+        let mut broker = PrivateBroker::start_configured(None, true, true);
+        broker.kill();
+        make_client_certificates(broker.directory.path());
+        let path = broker.directory.path().join("mosquitto.conf");
+        let config =
+            std::fs::read_to_string(&path).expect("read config") + "require_certificate true\n";
+        std::fs::write(&path, config).expect("write config");
+        broker.resume();
+        broker
+    }
+
+    pub fn directory(&self) -> &std::path::Path {
+        self.directory.path()
+    }
+
     /// A broker that writes everything it does to `log()`: tests read it for takeovers.
     pub fn start_logged() -> PrivateBroker {
         let mut broker = PrivateBroker::start_configured(None, false, true);
@@ -613,6 +631,79 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Client certificates signed by the test CA of `directory`: one with an RSA key (PKCS#8) and
+/// one with an EC key (SEC1).
+fn make_client_certificates(directory: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(directory)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "client-rsa.key",
+        "-out",
+        "client-rsa.csr",
+        "-subj",
+        "/CN=supervisor-rsa",
+    ]);
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "client-ec.key",
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "client-ec.key",
+        "-out",
+        "client-ec.csr",
+        "-subj",
+        "/CN=supervisor-ec",
+    ]);
+    // X.509 v3 with the client-authentication usage, as a real CA issues them.
+    std::fs::write(
+        directory.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("write client.ext");
+    for name in ["client-rsa", "client-ec"] {
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ]);
     }
 }
 
