@@ -4,6 +4,7 @@
 
 import { initAuth } from './js/auth.js';
 import { initConnectionLog } from './js/connection-log.js';
+import { initDeviceHistory } from './js/device-history.js';
 import { initDevices } from './js/devices.js';
 import { initDiscovered } from './js/discovered.js';
 import { tickAges } from './js/format.js';
@@ -20,6 +21,7 @@ function init() {
   initDiscovered();
   initParsingErrors();
   initConnectionLog();
+  initDeviceHistory();
 
   setInterval(() => { tickAges(); updateWsCountdown(); }, 1000);
   connectLive({ onEvent: handleEvent, onResync: resync });

@@ -36,6 +36,14 @@ pub fn hold_single_instance(
         path: path.display().to_string(),
         source,
     };
+    // The lock comes before the database is opened, so on a fresh machine its folder (the
+    // default `data/`) may not exist yet.
+    if let Some(folder) = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(folder).map_err(lock_error)?;
+    }
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -82,5 +90,14 @@ mod tests {
         }
         drop(first);
         hold_single_instance(&database, "host-b-2").expect("free again");
+    }
+
+    #[test]
+    fn the_folder_of_a_database_not_made_yet_is_created() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let database = directory.path().join("data/supervisor.db");
+        let _guard = hold_single_instance(&database.display().to_string(), "host-a-1")
+            .expect("lock in a new folder");
+        assert!(database.with_extension("db.instance-lock").exists());
     }
 }

@@ -31,6 +31,20 @@ pub fn bad_payload(sequence: u64) -> Vec<u8> {
     }
 }
 
+/// Every this many rounds the last gateway of a fleet of several reports itself offline for one
+/// round (a reboot), so the device history has transitions to show.
+const REBOOT_EVERY_ROUNDS: u64 = 20;
+
+/// The status a gateway (1-based) reports in a round of the simulation.
+pub fn gateway_status(gateway: usize, gateways: usize, round: u64) -> &'static str {
+    let reboots = gateways > 1 && gateway == gateways;
+    if reboots && round % REBOOT_EVERY_ROUNDS == REBOOT_EVERY_ROUNDS / 2 {
+        "offline"
+    } else {
+        "online"
+    }
+}
+
 pub async fn run(port: u16, shape: FleetShape, cancel: CancellationToken) {
     let mut options = MqttOptions::new("demo-fleet-simulator", "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
@@ -87,7 +101,7 @@ pub async fn run(port: u16, shape: FleetShape, cancel: CancellationToken) {
         sequence += 1;
         for gateway in 1..=shape.gateways {
             let status = json!({
-                "status": "online",
+                "status": gateway_status(gateway, shape.gateways, sequence),
                 "ip": format!("10.0.0.{gateway}"),
                 "firmware": "2.4.1",
                 "uptime": sequence * shape.interval.as_secs().max(1),
@@ -158,6 +172,18 @@ mod tests {
             value = drift(value, 5.0, 0.0, 30.0, (step % 10) as f64 / 10.0);
             assert!((0.0..=30.0).contains(&value));
         }
+    }
+
+    #[test]
+    fn only_the_last_of_several_gateways_reboots_one_round_in_twenty() {
+        let offline = |gateway, gateways| {
+            (0..40)
+                .filter(|round| gateway_status(gateway, gateways, *round) == "offline")
+                .count()
+        };
+        assert_eq!(offline(3, 3), 2);
+        assert_eq!(offline(1, 3), 0);
+        assert_eq!(offline(1, 1), 0, "a lone gateway stays up");
     }
 
     #[test]

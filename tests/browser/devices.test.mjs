@@ -73,7 +73,7 @@ after(async () => {
   service?.kill('SIGTERM');
 });
 
-test('sign in, watch live values, stop and start the connection, replay a parsing error', { timeout: 120_000 }, async () => {
+test('sign in, watch live values and what the connection receives, read the device history, stop and start the connection, replay a parsing error', { timeout: 120_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
   await page.goto(baseUrl);
@@ -94,6 +94,26 @@ test('sign in, watch live values, stop and start the connection, replay a parsin
   await waitUntil(async () => (await values.allTextContents()).join('|') !== before, 20_000, 'a sensor value to change');
   // SCREENSHOT=docs/devices.png refreshes the README's picture; otherwise it goes to a temp dir.
   await page.screenshot({ path: process.env.SCREENSHOT ? resolve(root, process.env.SCREENSHOT) : join(tmpdir(), 'mqtt-supervisor-devices.png') });
+
+  // What the connection receives: granted subscriptions, a recent message, the instance running it.
+  await page.locator('#subscriptions li[data-state="granted"]').first().waitFor({ timeout: 15_000 });
+  assert.equal(await page.locator('#subscriptions li[data-state="refused"]').count(), 0);
+  await page.locator('#conn-last-message time.age').waitFor({ timeout: 15_000 });
+  const instance = page.locator('#instances li.instance');
+  await waitUntil(async () => (await instance.count()) === 1
+    && /runs-selected/.test(await instance.first().getAttribute('class')), 15_000, 'the instance running the site');
+  const instanceId = await instance.first().getAttribute('data-instance-id');
+  await assertText(site.locator('.site-owner'), `on ${instanceId}`, 15_000);
+
+  // The demo's last gateway reboots now and then: the history shows it going offline.
+  await page.getByRole('button', { name: 'Device history', exact: true }).click();
+  await waitUntil(async () => {
+    if (await page.locator('#history-body tr[data-online="false"]').count()) return true;
+    await page.click('#history-refresh');
+    await new Promise((done) => setTimeout(done, 1000));
+    return false;
+  }, 30_000, 'an offline transition in the device history');
+  await page.getByRole('button', { name: 'Devices', exact: true }).click();
 
   await site.getByRole('button', { name: 'Stop', exact: true }).click();
   await assertText(label, 'stopped', 15_000);

@@ -4,9 +4,11 @@
 import { $, h } from './dom.js';
 import { ApiError, api, errorText } from './api.js';
 import { clearAlert, showAlert } from './alerts.js';
+import { renderConnectionHealth } from './connection-health.js';
 import { refreshConnLogSoon } from './connection-log.js';
 import { loadDevices, renderDevices } from './devices.js';
 import { ageEl } from './format.js';
+import { loadInstances, renderInstances } from './instances.js';
 import { closePatternForm } from './pattern-form.js';
 import { setBadge } from './parsing-errors.js';
 import { markTabsStale, siteName, state } from './state.js';
@@ -20,6 +22,8 @@ const PENDING_TIMEOUT_MS = 30000;
 async function loadSitesAndConnections() {
   const started = Date.now();
   const [sites, conns] = await Promise.all([api('/api/sites'), api('/api/mqtt/connections')]);
+  // The instances list is a side view: a failure there must not hide the sites.
+  loadInstances().catch(() => {});
   state.sites = Array.isArray(sites) ? sites : [];
   state.sitesById = new Map(state.sites.map((s) => [s.id, s]));
   const fresh = new Map();
@@ -30,6 +34,7 @@ async function loadSitesAndConnections() {
     if (old && (state.statusEventAt.get(row.site_id) || 0) > started) {
       merged.status = old.status;
       merged.last_error = old.last_error;
+      if (old.subscriptions) merged.subscriptions = old.subscriptions;
     }
     const pend = state.pending.get(row.site_id);
     if (pend) merged.is_active = pend.action === 'start';
@@ -75,11 +80,12 @@ function buildSiteRow(siteId) {
   const slugEl = h('span', { class: 'site-slug' });
   select.append(nameEl, slugEl);
   const statusWrap = h('div', { class: 'site-status' });
+  const ownerEl = h('p', { class: 'site-owner muted small' });
   const errorEl = h('p', { class: 'site-error' });
   const action = h('button', { type: 'button', class: 'btn btn-small site-action', 'aria-describedby': `site-name-${siteId}`, onclick: () => onStartStop(siteId) });
   const li = h('li', { class: 'site', 'data-site-id': siteId },
-    select, h('div', { class: 'site-line' }, statusWrap, action), errorEl);
-  return { li, select, nameEl, slugEl, statusWrap, errorEl, action };
+    select, h('div', { class: 'site-line' }, statusWrap, action), ownerEl, errorEl);
+  return { li, select, nameEl, slugEl, statusWrap, ownerEl, errorEl, action };
 }
 
 function statusLabel(status, className = 'status-label') {
@@ -102,12 +108,16 @@ function updateSiteRow(siteId) {
   let label = row.statusWrap.querySelector('.status-label');
   if (!conn) {
     row.statusWrap.replaceChildren(h('span', { class: 'no-connection', text: state.connsLoaded ? 'no connection' : '…' }));
+    row.ownerEl.hidden = true;
     row.action.hidden = true;
     row.errorEl.hidden = true;
     row.errorEl.textContent = '';
     return;
   }
   const status = conn.status || 'stopped';
+  const shards = Number(conn.shards) || 1;
+  row.ownerEl.textContent = conn.owner ? `on ${conn.owner}${shards > 1 ? ` · ${shards} shards` : ''}` : '';
+  row.ownerEl.hidden = !conn.owner;
   if (!label) {
     label = statusLabel(status);
     row.statusWrap.replaceChildren(label);
@@ -313,6 +323,7 @@ function selectSite(siteId) {
 
 function renderNoSite() {
   $('#site-title').textContent = 'No site';
+  renderConnectionHealth();
   $('#site-conn').replaceChildren();
   renderDevices([]);
   $('#devices-empty').hidden = true;
@@ -320,6 +331,8 @@ function renderNoSite() {
 
 export function renderSiteHead() {
   const site = state.sitesById.get(state.selected);
+  renderConnectionHealth();
+  renderInstances();
   if (!site) return;
   $('#site-title').textContent = site.name;
   document.title = `${site.name} · Devices · mqtt-supervisor`;
@@ -329,6 +342,9 @@ export function renderSiteHead() {
     parts.push(h('span', { text: state.connsLoaded ? 'No MQTT connection configured for this site.' : '' }));
   } else {
     parts.push(statusLabel(conn.status, 'status-pill'));
+    if (conn.silent) parts.push(h('span', { class: 'conn-error', text: 'silent' }));
+    const refused = (conn.subscriptions || []).filter((s) => s.state === 'refused').length;
+    if (refused) parts.push(h('span', { class: 'conn-error', text: `${refused} subscription${refused > 1 ? 's' : ''} refused` }));
     parts.push(h('span', { class: 'conn-broker', text: `${conn.use_tls ? 'mqtts' : 'mqtt'}://${conn.host}:${conn.port}` }));
     if (conn.client_id) parts.push(h('span', { text: `client ${conn.client_id}` }));
     if (conn.status === 'connected' && conn.connected_at) parts.push(h('span', null, 'connected ', ageEl(conn.connected_at)));
@@ -349,6 +365,7 @@ export function applyConnectionStatus(msg, forSelected) {
   if ('last_error' in msg) conn.last_error = msg.last_error ?? null;
   else if (msg.status === 'connected') conn.last_error = null;
   if (msg.status === 'connected' && !conn.connected_at) conn.connected_at = new Date().toISOString();
+  if (Array.isArray(msg.subscriptions)) conn.subscriptions = msg.subscriptions;
   updateSiteRow(siteId);
   if (forSelected) { renderSiteHead(); refreshConnLogSoon(); }
   checkPending(siteId, 'event');

@@ -19,7 +19,8 @@ export const state = {
   seriesEarly: new Map(),      // sensor id -> live points received while loading
   pending: new Map(),          // site_id -> pending start/stop
   errorsBadge: 0,
-  stale: { discovered: true, errors: true, connlog: true },
+  stale: { discovered: true, errors: true, connlog: true, history: true },
+  instances: [],               // the serve processes sharing the database
   discovered: [],
   parsers: null,
   sitesRows: new Map(),        // site_id -> row parts
@@ -27,7 +28,7 @@ export const state = {
 
 /** Every tab but Devices must reload before it is shown again. */
 export function markTabsStale() {
-  state.stale = { discovered: true, errors: true, connlog: true };
+  state.stale = { discovered: true, errors: true, connlog: true, history: true };
 }
 
 export function siteName(siteId) {

@@ -1,6 +1,7 @@
 // The tab bar: which view is shown, and loading a tab's data when it is shown or stale.
 
 import { loadConnLog } from './connection-log.js';
+import { loadHistory } from './device-history.js';
 import { loadDiscovered } from './discovered.js';
 import { loadErrors, setBadge } from './parsing-errors.js';
 import { state } from './state.js';
@@ -24,6 +25,7 @@ export function loadTab(tab, onlyIfStale = false) {
   if (tab === 'discovered') loadDiscovered();
   else if (tab === 'errors') loadErrors();
   else if (tab === 'connlog') loadConnLog();
+  else if (tab === 'history') loadHistory();
 }
 
 export function initTabs() {

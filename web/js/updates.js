@@ -1,6 +1,8 @@
 // What the page does when something happens elsewhere: a live event from the WebSocket, a
 // stream that resumed after a gap, a token that changed.
 
+import { applyConnectionSilent, noteMessageArrived } from './connection-health.js';
+import { refreshHistorySoon } from './device-history.js';
 import { applyDataloggerUpdate, applyGatewayUpdate, loadDevices, refetchDevicesSoon, renderDevices } from './devices.js';
 import { refreshDiscoveredSoon } from './discovered.js';
 import { noteParsingError } from './parsing-errors.js';
@@ -25,11 +27,16 @@ export function handleEvent(msg) {
     case 'connection_status':
       applyConnectionStatus(msg, forSelected);
       break;
+    case 'connection_silent':
+      applyConnectionSilent(msg);
+      break;
     case 'datalogger_update':
-      if (forSelected) applyDataloggerUpdate(msg);
+      noteMessageArrived(siteId);
+      if (forSelected) { applyDataloggerUpdate(msg); refreshHistorySoon(); }
       break;
     case 'gateway_update':
-      if (forSelected) applyGatewayUpdate(msg);
+      noteMessageArrived(siteId);
+      if (forSelected) { applyGatewayUpdate(msg); refreshHistorySoon(); }
       break;
     case 'topic_discovered':
       if (forSelected) refreshDiscoveredSoon();
