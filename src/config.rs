@@ -16,6 +16,8 @@ pub const ENVIRONMENT_KEYS: &[(&str, &str)] = &[
     ("DATABASE_URL", "database.url"),
     ("SUPERVISOR_HTTP_ADDR", "http.addr"),
     ("SUPERVISOR_ADMIN_TOKEN", "api.admin_token"),
+    ("SUPERVISOR_READ_TOKEN", "api.read_token"),
+    ("SUPERVISOR_SECRET_KEY", "secrets.key"),
     ("SUPERVISOR_RECONCILE_SECS", "supervisor.reconcile_secs"),
     ("SUPERVISOR_INSTANCE_ID", "supervisor.instance_id"),
     ("SUPERVISOR_LEASE_SECS", "supervisor.lease_secs"),
@@ -45,6 +47,23 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub sentry: SentryConfig,
     pub jobs: JobsConfig,
+    pub secrets: SecretsConfig,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Base64 of 32 bytes: broker passwords are stored sealed with it. Empty: stored as given.
+    pub key: String,
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    // The key is a secret: never let it reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("key", &if self.key.is_empty() { "" } else { "***" })
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +86,8 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub admin_token: String,
+    /// A second token for reads and the WebSocket only; empty: none.
+    pub read_token: String,
     pub public_read: bool,
 }
 
@@ -77,6 +98,14 @@ impl std::fmt::Debug for ApiConfig {
             .field(
                 "admin_token",
                 &if self.admin_token.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field(
+                "read_token",
+                &if self.read_token.is_empty() {
                     ""
                 } else {
                     "***"
@@ -232,6 +261,19 @@ impl Config {
                 "must start with sqlite:, postgres:// or postgresql:// (env DATABASE_URL)",
             );
         }
+        if crate::secrets::Secrets::from_base64(&self.secrets.key).is_err() {
+            return invalid(
+                "secrets.key",
+                "must be 32 bytes in base64, e.g. from `openssl rand -base64 32` (env \
+                 SUPERVISOR_SECRET_KEY)",
+            );
+        }
+        if !self.api.read_token.is_empty() && self.api.read_token == self.api.admin_token {
+            return invalid(
+                "api.read_token",
+                "must differ from the admin token (env SUPERVISOR_READ_TOKEN)",
+            );
+        }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
@@ -363,6 +405,35 @@ mod tests {
         assert_eq!(config.supervisor.reconcile_secs, 5);
         assert_eq!(config.api.admin_token, "12345");
         assert_eq!(config.http.addr.port(), 9999);
+    }
+
+    #[test]
+    fn a_read_token_equal_to_the_admin_token_is_refused() {
+        let config = load(&[
+            ("SUPERVISOR_ADMIN_TOKEN", "admin-secret"),
+            ("SUPERVISOR_READ_TOKEN", "reader"),
+        ])
+        .expect("loads");
+        assert_eq!(config.api.read_token, "reader");
+        assert!(!format!("{:?}", config.api).contains("reader"));
+        let message = load(&[
+            ("SUPERVISOR_ADMIN_TOKEN", "same"),
+            ("SUPERVISOR_READ_TOKEN", "same"),
+        ])
+        .expect_err("must fail")
+        .to_string();
+        assert!(message.contains("api.read_token"), "{message}");
+    }
+
+    #[test]
+    fn a_secret_key_must_be_32_bytes_of_base64() {
+        let message = load(&[("SUPERVISOR_SECRET_KEY", "c2hvcnQ=")])
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("secrets.key"), "{message}");
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let config = load(&[("SUPERVISOR_SECRET_KEY", key)]).expect("loads");
+        assert!(!format!("{config:?}").contains(key));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod parsers;
 pub mod pipeline;
 pub mod queries;
 pub mod routing;
+pub mod secrets;
 pub mod seed;
 pub mod shutdown;
 pub mod state;

@@ -13,6 +13,7 @@ use crate::events::Hub;
 use crate::jobs::JobBoard;
 use crate::metrics::Metrics;
 use crate::parsers::ParserStore;
+use crate::secrets::Secrets;
 use crate::supervisor::SupervisorHandle;
 
 #[derive(Clone)]
@@ -27,4 +28,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub jobs: JobBoard,
     pub shutdown: CancellationToken,
+    /// Seals broker passwords before they are stored.
+    pub secrets: Secrets,
 }

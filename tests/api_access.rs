@@ -81,7 +81,7 @@ async fn every_route_but_the_public_ones_needs_the_token() {
             StatusCode::UNAUTHORIZED,
             "{method} {path} with a wrong token"
         );
-        assert_eq!(body["error"]["message"], "the admin token is not valid");
+        assert_eq!(body["error"]["message"], "the token is not valid");
         assert_ne!(
             right.status(),
             StatusCode::UNAUTHORIZED,
@@ -159,6 +159,184 @@ async fn public_read_opens_reads_but_not_mutations() {
             }
         }
     }
+}
+
+const READ_TOKEN: &str = "test-read-token";
+
+#[tokio::test]
+async fn the_read_token_reads_and_watches_but_changes_nothing() {
+    let database = TestDatabase::new().await;
+    let service = Service::start_with(
+        &database,
+        ServiceOptions {
+            args: config_args(
+                database.directory.path(),
+                &format!("[api]\nread_token = \"{READ_TOKEN}\"\n"),
+            ),
+            ..ServiceOptions::default()
+        },
+    );
+    let reader = bare_client();
+    for (method, path, access) in route_table() {
+        let method = Method::from_bytes(method.as_str().as_bytes()).expect("method");
+        let response = reader
+            .request(method.clone(), service.url(&concrete(path)))
+            .bearer_auth(READ_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("request");
+        let (status, body) = error_code(response).await;
+        match access {
+            Access::Admin => {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+                assert_eq!(body["error"]["code"], "forbidden", "{method} {path}");
+            }
+            Access::Public | Access::Read | Access::ReadSocket => {
+                assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+                assert_ne!(status, StatusCode::FORBIDDEN, "{method} {path}");
+            }
+        }
+    }
+    // The socket opens with the read token and streams.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(service.ws_url(&format!("/ws?token={READ_TOKEN}")))
+            .await
+            .expect("the socket opens with the read token");
+    use futures_util::{SinkExt, StreamExt};
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            r#"{"type": "ping"}"#.into(),
+        ))
+        .await
+        .expect("ping");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("an answer")
+        .expect("open")
+        .expect("a frame");
+    assert!(
+        answer.to_text().unwrap_or_default().contains("pong"),
+        "{answer:?}"
+    );
+    // Nothing the read token tried was recorded: it changed nothing.
+    let audit: Value = reader
+        .get(service.url("/api/audit-log"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .expect("audit log")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(audit, json!([]));
+}
+
+#[tokio::test]
+async fn every_accepted_change_is_in_the_audit_log_without_secrets() {
+    let database = TestDatabase::new().await;
+    let service = Service::start(&database);
+    let client = service.client();
+    let site: Value = client
+        .post(service.url("/api/sites"))
+        .json(&json!({"name": "Audited", "slug": "audited"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("site");
+    let site_id = site["id"].as_i64().expect("id");
+    let response = client
+        .post(service.url("/api/mqtt/connections"))
+        .json(
+            &json!({"site_id": site_id, "host": "127.0.0.1", "port": 1883,
+                      "password": "hunter2-secret"}),
+        )
+        .send()
+        .await
+        .expect("create connection");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = client
+        .patch(service.url(&format!("/api/mqtt/connection/{site_id}/")))
+        .json(&json!({"keepalive_secs": 20}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // Refused changes are not changes.
+    let response = client
+        .post(service.url("/api/sites"))
+        .json(&json!({"name": "No slug"}))
+        .send()
+        .await
+        .expect("bad create");
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let response = client
+        .get(service.url("/api/audit-log"))
+        .send()
+        .await
+        .expect("audit log");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("body");
+    assert!(
+        !text.contains("hunter2-secret"),
+        "a secret in the audit log"
+    );
+    assert!(
+        !text.contains("test-admin-token"),
+        "a token in the audit log"
+    );
+    let entries: Value = serde_json::from_str(&text).expect("json");
+    let lines: Vec<(String, String, Option<i64>, String)> = entries
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|entry| {
+            assert_eq!(entry["token"], "admin", "{entry}");
+            (
+                entry["method"].as_str().unwrap_or_default().to_string(),
+                entry["path"].as_str().unwrap_or_default().to_string(),
+                entry["site_id"].as_i64(),
+                entry["summary"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (
+                "PATCH".into(),
+                format!("/api/mqtt/connection/{site_id}/"),
+                Some(site_id),
+                "changed /api/mqtt/connection/{site_id}/: keepalive_secs".into()
+            ),
+            (
+                "POST".into(),
+                "/api/mqtt/connections".into(),
+                Some(site_id),
+                "posted to /api/mqtt/connections: host, password, port, site_id".into()
+            ),
+            (
+                "POST".into(),
+                "/api/sites".into(),
+                Some(site_id),
+                "posted to /api/sites: name, slug".into()
+            ),
+        ],
+        "newest first"
+    );
+    // One site's changes.
+    let other: Value = client
+        .get(service.url(&format!("/api/audit-log?site_id={}", site_id + 1)))
+        .send()
+        .await
+        .expect("audit log")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(other, json!([]));
 }
 
 #[tokio::test]

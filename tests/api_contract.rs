@@ -377,6 +377,11 @@ async fn every_reply_matches_the_document() {
         ),
         ("/api/parsers", "/api/parsers".to_string()),
         ("/api/instances", "/api/instances".to_string()),
+        ("/api/audit-log", "/api/audit-log".to_string()),
+        (
+            "/api/audit-log",
+            format!("/api/audit-log?site_id={site_id}&limit=2"),
+        ),
     ] {
         let (status, body) = api.get(template, &path).await;
         assert_eq!(status, ok, "{path}: {body}");

@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
         "telemetry",
         "shutdown",
         "backoff",
+        "secrets",
     ],
 ];
 

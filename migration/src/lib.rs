@@ -8,6 +8,7 @@ mod m20261125_000003_readings_without_time_index;
 mod m20261130_000004_connection_truth;
 mod m20261201_000007_cluster;
 mod m20261201_000008_client_certificate_and_will;
+mod m20261201_000009_audit_log;
 mod postgres_only;
 
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_connection_truth::Migration),
             Box::new(m20261201_000007_cluster::Migration),
             Box::new(m20261201_000008_client_certificate_and_will::Migration),
+            Box::new(m20261201_000009_audit_log::Migration),
         ]
     }
 }

@@ -1,5 +1,6 @@
-//! The admin token: required for every mutation, and for reads unless `api.public_read = true`.
-//! Compared in constant time so response timing does not reveal how much of a guess was right.
+//! The tokens: the admin token for every mutation, the admin or the read token for reads and
+//! the WebSocket (unless `api.public_read = true`). Compared in constant time so response timing
+//! does not reveal how much of a guess was right.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -39,21 +40,47 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Whether a request with these headers and query may use an endpoint of `access`.
+/// Who made a request, as far as the tokens tell; kept in the request's extensions for the
+/// audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token, or anyone on a service without one (every caller may do everything).
+    Admin,
+    /// The read token.
+    Reader,
+    /// No token was needed and none was checked (public endpoints, `public_read` reads).
+    Anyone,
+}
+
+impl Caller {
+    /// The name the audit log shows: never the token itself.
+    pub fn token_name(self) -> &'static str {
+        match self {
+            Caller::Reader => "read",
+            Caller::Admin | Caller::Anyone => "admin",
+        }
+    }
+}
+
+/// Whether a request with these headers and query may use an endpoint of `access`, and who it is.
 pub fn check(
     state: &AppState,
     access: Access,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<(), ApiError> {
-    let expected = state.config.api.admin_token.as_str();
+) -> Result<Caller, ApiError> {
+    let admin_token = state.config.api.admin_token.as_str();
+    let read_token = state.config.api.read_token.as_str();
     let needs_token = match access {
         Access::Public => false,
         Access::Read | Access::ReadSocket => !state.config.api.public_read,
         Access::Admin => true,
     };
-    if !needs_token || expected.is_empty() {
-        return Ok(());
+    if admin_token.is_empty() {
+        return Ok(Caller::Admin);
+    }
+    if !needs_token {
+        return Ok(Caller::Anyone);
     }
     let given = match bearer_token(headers) {
         Some(token) => Some(token.to_string()),
@@ -62,20 +89,31 @@ pub fn check(
         }
         None => None,
     };
-    match given {
-        None => Err(ApiError::Unauthorized(
-            "this endpoint needs the admin token: send 'Authorization: Bearer <token>'".into(),
-        )),
-        Some(token) if token_matches(expected, &token) => Ok(()),
-        Some(_) => Err(ApiError::Unauthorized(
-            "the admin token is not valid".into(),
-        )),
+    let Some(token) = given else {
+        return Err(ApiError::Unauthorized(
+            "this endpoint needs a token: send 'Authorization: Bearer <token>'".into(),
+        ));
+    };
+    if token_matches(admin_token, &token) {
+        return Ok(Caller::Admin);
     }
+    if !read_token.is_empty() && token_matches(read_token, &token) {
+        return match access {
+            Access::Admin => Err(ApiError::Forbidden(
+                "the read token cannot change anything: use the admin token".into(),
+            )),
+            _ => Ok(Caller::Reader),
+        };
+    }
+    Err(ApiError::Unauthorized("the token is not valid".into()))
 }
 
-async fn guard(state: AppState, access: Access, request: Request, next: Next) -> Response {
+async fn guard(state: AppState, access: Access, mut request: Request, next: Next) -> Response {
     match check(&state, access, request.headers(), request.uri().query()) {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(error) => error.into_response(),
     }
 }

@@ -142,6 +142,14 @@ pub struct UpdateConnection {
     last_will: Patch<Will>,
 }
 
+/// What to store for a password: sealed when the service has a secret key.
+fn seal(state: &AppState, password: &str) -> Result<String, ApiError> {
+    state
+        .secrets
+        .seal(password)
+        .map_err(|error| ApiError::Internal(error.to_string()))
+}
+
 /// The largest will payload accepted.
 const MAX_WILL_PAYLOAD_BYTES: usize = 65_536;
 
@@ -395,7 +403,9 @@ pub async fn create(
         .transpose()?
         .unwrap_or(DEFAULT_KEEPALIVE_SECS);
     let username = optional_text("username", body.username)?;
-    let password = optional_text("password", body.password)?;
+    let password = optional_text("password", body.password)?
+        .map(|password| seal(&state, &password))
+        .transpose()?;
     let ca_file = optional_text("ca_file", body.ca_file)?;
     let client_id = body
         .client_id
@@ -505,6 +515,8 @@ pub async fn update(
         .password
         .nullable()
         .map(|value| optional_text("password", value))
+        .transpose()?
+        .map(|value| value.map(|password| seal(&state, &password)).transpose())
         .transpose()?;
     let ca_file = body
         .ca_file

@@ -14,6 +14,9 @@ pub enum ApiError {
     /// No token, or the wrong one.
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid token that may not do this (the read token on a mutation).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     /// A body or query value the API cannot accept; `field` is what the caller has to change.
@@ -47,8 +50,9 @@ pub enum ApiError {
 }
 
 /// Every `code` an error body may carry.
-pub const ERROR_CODES: [&str; 12] = [
+pub const ERROR_CODES: [&str; 13] = [
     "unauthorized",
+    "forbidden",
     "not_found",
     "validation_failed",
     "parser_load_failed",
@@ -137,6 +141,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Validation { .. } | ApiError::Invalid { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -154,6 +159,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::Invalid { code, .. } => code,
@@ -246,6 +252,7 @@ mod tests {
     fn every_code_is_listed_for_the_document() {
         let errors = [
             ApiError::Unauthorized(String::new()),
+            ApiError::Forbidden(String::new()),
             ApiError::not_found(""),
             ApiError::validation("a", "b"),
             ApiError::Invalid {

@@ -2,6 +2,7 @@
 //! [`endpoints`] with who may call it and what it reads and answers (the OpenAPI document is
 //! generated from that list).
 
+pub mod audit;
 pub mod auth;
 pub mod availability;
 pub mod connections;
@@ -317,6 +318,10 @@ pub fn endpoints() -> Vec<Endpoint> {
                 "/api/mqtt/parsing-logs",
                 "Payloads that could not be stored, newest first.",
             ),
+            list_endpoint::<audit::AuditLogList>(
+                "/api/audit-log",
+                "Every accepted change made through the API, newest first.",
+            ),
             endpoint(
                 Method::POST,
                 "/api/mqtt/parsing-logs/{id}/replay",
@@ -411,8 +416,10 @@ pub fn router(state: AppState) -> Router {
             Access::ReadSocket => endpoint
                 .handler
                 .route_layer(from_fn_with_state(state.clone(), auth::require_read_socket)),
+            // The token is checked first (the outer layer), then the change is recorded.
             Access::Admin => endpoint
                 .handler
+                .route_layer(from_fn_with_state(state.clone(), audit::record))
                 .route_layer(from_fn_with_state(state.clone(), auth::require_admin)),
         };
         // Routes on the same path merge into one method router.

@@ -132,6 +132,13 @@ fn with_common_replies(
             "Missing or wrong token (code unauthorized).",
         );
     }
+    if access == Access::Admin {
+        operation = add(
+            operation,
+            StatusCode::FORBIDDEN,
+            "The read token cannot change anything (code forbidden).",
+        );
+    }
     if database {
         operation = add(
             operation,

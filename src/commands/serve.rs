@@ -24,6 +24,7 @@ use crate::jobs::{JobBoard, JobsContext};
 use crate::metrics::Metrics;
 use crate::parsers::{ParserStore, Registry};
 use crate::pipeline::{spawn_writer, Limits, WriterContext};
+use crate::secrets::{self, Secrets};
 use crate::state::AppState;
 use crate::supervisor::{SupervisorContext, SupervisorHandle};
 use crate::{api, db, jobs, shutdown, supervisor, telemetry};
@@ -84,6 +85,15 @@ pub async fn start(
     }
     let connection = connect_patiently(&config, &token).await?;
     db::migrate_up(&connection).await?;
+    // The configuration was checked already, so the key parses.
+    let secrets = Secrets::from_base64(&config.secrets.key)?;
+    let sealed = secrets::seal_stored_passwords(&connection, &secrets).await?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "sealed broker passwords stored before SUPERVISOR_SECRET_KEY was set"
+        );
+    }
     let registry = match Registry::load(&config.pipeline.parsers_dir) {
         Ok(registry) => registry,
         Err(errors) => {
@@ -113,6 +123,7 @@ pub async fn start(
         metrics: Arc::new(Metrics::new()),
         jobs: JobBoard::default(),
         shutdown: token,
+        secrets,
     };
     Ok(Started {
         state,
@@ -200,6 +211,7 @@ pub async fn serve_http(
         allowed: cluster.allowed.clone(),
         running: running_sender,
         shutdown: state.shutdown.clone(),
+        secrets: state.secrets.clone(),
     }));
     // The lease manager learns of new browsers at once, so other instances start forwarding
     // their events to this one without waiting for a heartbeat.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tls::{client_configuration, TlsError};
 use crate::entity::mqtt_connection;
+use crate::secrets::{SecretError, Secrets};
 
 const OUTGOING_INFLIGHT: u16 = 8;
 
@@ -63,10 +64,16 @@ pub enum SettingsError {
     Tls(#[from] TlsError),
     #[error("the stored last will cannot be read: {0}")]
     Will(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 impl ConnectionSettings {
-    pub fn from_row(row: &mqtt_connection::Model) -> Result<ConnectionSettings, SettingsError> {
+    /// The settings a row asks for, its stored password opened with `secrets`.
+    pub fn from_row(
+        row: &mqtt_connection::Model,
+        secrets: &Secrets,
+    ) -> Result<ConnectionSettings, SettingsError> {
         let port = u16::try_from(row.port)
             .ok()
             .filter(|port| *port > 0)
@@ -80,7 +87,11 @@ impl ConnectionSettings {
             host: row.host.clone(),
             port,
             username: row.username.clone().filter(|name| !name.is_empty()),
-            password: row.password.clone(),
+            password: row
+                .password
+                .as_deref()
+                .map(|stored| secrets.open(stored))
+                .transpose()?,
             client_id: row.client_id.clone(),
             use_tls: row.use_tls,
             ca_file: row.ca_file.clone().filter(|path| !path.is_empty()),

@@ -1,5 +1,6 @@
 //! sea-orm entities: one file per table of the schema in `migration/`.
 
+pub mod audit_log;
 pub mod connection_lease;
 pub mod datalogger;
 pub mod device_event;

@@ -10,13 +10,17 @@ use super::diff::DesiredClient;
 use crate::connection::{ConnectionSettings, LiveSettings};
 use crate::entity::{mqtt_connection, mqtt_topic, site};
 use crate::routing::TopicSpec;
+use crate::secrets::Secrets;
 use crate::telemetry::CONNECTION_TARGET;
 
 /// A site's client: (site id, shard).
 pub type ClientKey = (i32, i32);
 
 /// Every client that should run, each shard of each active connection of an active site.
-pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<ClientKey, DesiredClient>, DbErr> {
+pub async fn load(
+    db: &DatabaseConnection,
+    secrets: &Secrets,
+) -> Result<BTreeMap<ClientKey, DesiredClient>, DbErr> {
     let active_sites: Vec<i32> = site::Entity::find()
         .filter(site::Column::IsActive.eq(true))
         .all(db)
@@ -43,7 +47,7 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<ClientKey, Desired
     }
     let mut desired = BTreeMap::new();
     for row in connections {
-        match ConnectionSettings::from_row(&row) {
+        match ConnectionSettings::from_row(&row, secrets) {
             Ok(settings) => {
                 let live = LiveSettings {
                     topics: topics_by_site.remove(&row.site_id).unwrap_or_default(),
@@ -69,7 +73,8 @@ pub async fn load(db: &DatabaseConnection) -> Result<BTreeMap<ClientKey, Desired
                 }
             }
             Err(error) => {
-                // Only a row edited straight in the database can get here; the API validates.
+                // A row edited straight in the database, or a password sealed under another key
+                // (or none): the API validates everything else.
                 tracing::warn!(target: CONNECTION_TARGET, site_id = row.site_id, %error, "connection settings are invalid; not starting it");
                 if row.last_error.as_deref() != Some(error.to_string().as_str()) {
                     mqtt_connection::Entity::update_many()

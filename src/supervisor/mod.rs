@@ -19,6 +19,7 @@ pub use handle::SupervisorHandle;
 use crate::cluster::{Allowed, ShardKey};
 use crate::connection::{self, ClientHandle, ConnectionContext, ConnectionSettings, LiveSettings};
 use crate::metrics::Metrics;
+use crate::secrets::Secrets;
 use crate::telemetry::CONNECTION_TARGET;
 use desired::ClientKey;
 
@@ -36,6 +37,8 @@ pub struct SupervisorContext {
     /// shard is no longer here.
     pub running: watch::Sender<BTreeSet<ShardKey>>,
     pub shutdown: CancellationToken,
+    /// Opens the stored broker passwords.
+    pub secrets: Secrets,
 }
 
 struct RunningClient {
@@ -146,7 +149,7 @@ async fn reconcile(
     allowed: &Allowed,
     running: &mut BTreeMap<ClientKey, RunningClient>,
 ) -> Result<usize, sea_orm::DbErr> {
-    let mut desired = desired::load(&context.db).await?;
+    let mut desired = desired::load(&context.db, &context.secrets).await?;
     desired.retain(|(_, shard), wanted| allowed.contains(&(wanted.settings.connection_id, *shard)));
     let actions = {
         let views: BTreeMap<ClientKey, RunningView<'_>> = running

@@ -33,8 +33,8 @@ export async function api(path, { method = 'GET', body } = {}) {
       if (currentToken() !== token) continue; // signed in meanwhile: just retry
       try {
         await askForToken(token
-          ? 'The stored token was refused. Enter a valid admin token.'
-          : 'This server needs an admin token.');
+          ? 'The stored token was refused. Enter the admin token or the read token.'
+          : 'This server needs a token: the admin token, or the read token to watch without changing anything.');
       } catch {
         throw new ApiError(401, 'unauthorized', 'Sign in to load this data.');
       }

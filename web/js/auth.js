@@ -66,7 +66,7 @@ export function askForToken(message) {
 
 function showSignin(message) {
   const section = $('#signin');
-  $('#signin-message').textContent = message || 'Enter the admin token of this server.';
+  $('#signin-message').textContent = message || 'Enter the admin token or the read token of this server.';
   $('#signin-error').textContent = '';
   const wasHidden = section.hidden;
   section.hidden = false;
@@ -123,6 +123,6 @@ export function initAuth({ reconnect, refresh }) {
 
   $('#signin-form').addEventListener('submit', onSigninSubmit);
   $('#signin-cancel').addEventListener('click', onSigninCancel);
-  $('#signin-open').addEventListener('click', () => showSignin('Enter the admin token of this server.'));
+  $('#signin-open').addEventListener('click', () => showSignin('Enter the admin token or the read token of this server.'));
   $('#signout').addEventListener('click', signOut);
 }

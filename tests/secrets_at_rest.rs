@@ -1,0 +1,123 @@
+//! Broker passwords at rest: sealed under SUPERVISOR_SECRET_KEY, opened to log in to a broker
+//! that checks them (Mosquitto's dynamic security), sealed at start when stored before the key,
+//! and a clear error on the connection when the key is missing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, PrivateBroker, Service, ServiceOptions, TestDatabase};
+use mqtt_supervisor::entity::mqtt_connection;
+use sea_orm::EntityTrait;
+use serde_json::{json, Value};
+
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const PASSWORD: &str = "broker-password";
+
+fn with_key(key: Option<&str>) -> ServiceOptions {
+    ServiceOptions {
+        reconcile_secs: 1,
+        extra_env: key
+            .map(|key| vec![("SUPERVISOR_SECRET_KEY".to_string(), key.to_string())])
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+async fn create_site_and_connection(service: &Service, slug: &str, port: u16) -> i64 {
+    let site: Value = service
+        .client()
+        .post(service.url("/api/sites"))
+        .json(&json!({"name": slug, "slug": slug}))
+        .send()
+        .await
+        .expect("site")
+        .json()
+        .await
+        .expect("site json");
+    let site_id = site["id"].as_i64().expect("id");
+    let response = service
+        .client()
+        .post(service.url("/api/mqtt/connections"))
+        .json(
+            &json!({"site_id": site_id, "host": "127.0.0.1", "port": port,
+                      "username": "supervisor", "password": PASSWORD, "is_active": true}),
+        )
+        .send()
+        .await
+        .expect("connection");
+    assert_eq!(response.status(), 201);
+    site_id
+}
+
+async fn status_of(service: &Service, site_id: i64) -> (String, String) {
+    let connection: Value = service
+        .client()
+        .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
+        .send()
+        .await
+        .expect("connection")
+        .json()
+        .await
+        .expect("json");
+    (
+        connection["status"].as_str().unwrap_or_default().into(),
+        connection["last_error"].as_str().unwrap_or_default().into(),
+    )
+}
+
+async fn stored_passwords(database: &TestDatabase) -> Vec<String> {
+    let db = database.connect().await;
+    mqtt_connection::Entity::find()
+        .all(&db)
+        .await
+        .expect("rows")
+        .into_iter()
+        .filter_map(|row| row.password)
+        .collect()
+}
+
+async fn wait_connected(service: &Service, site_id: i64) {
+    eventually(Duration::from_secs(20), "connected", || async {
+        (status_of(service, site_id).await.0 == "connected").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_are_sealed_opened_to_log_in_and_missing_keys_are_named() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start_refusing("nothing/#", "supervisor", PASSWORD);
+
+    // Stored before there was a key: in the clear, and it logs in.
+    let mut service = Service::start_with(&database, with_key(None));
+    let early = create_site_and_connection(&service, "sealed-early", broker.port).await;
+    wait_connected(&service, early).await;
+    assert_eq!(
+        stored_passwords(&database).await,
+        vec![PASSWORD.to_string()]
+    );
+    service.terminate();
+
+    // With the key: the old password is sealed at start, a new one is stored sealed, both log in.
+    let mut service = Service::start_with(&database, with_key(Some(KEY)));
+    let late = create_site_and_connection(&service, "sealed-late", broker.port).await;
+    wait_connected(&service, early).await;
+    wait_connected(&service, late).await;
+    let stored = stored_passwords(&database).await;
+    assert_eq!(stored.len(), 2);
+    for value in &stored {
+        assert!(value.starts_with("enc:v1:"), "{value}");
+        assert!(!value.contains(PASSWORD), "{value}");
+    }
+    service.terminate();
+
+    // Without the key the sealed passwords cannot be opened: the connection says why.
+    let service = Service::start_with(&database, with_key(None));
+    let (status, error) = eventually(Duration::from_secs(20), "the missing key", || async {
+        let (status, error) = status_of(&service, late).await;
+        (status == "error").then_some((status, error))
+    })
+    .await;
+    assert!(error.contains("SUPERVISOR_SECRET_KEY"), "{status}: {error}");
+}
