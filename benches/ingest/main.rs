@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench ingest -- [--messages N] [--database-url URL] [--skip-connections]
 //!  [--publishers N] [--broker-inflight N] [--service-config FILE]`, or
-//! `cargo bench --bench ingest -- --cluster [--cluster-kills N] [--cluster-messages N]` for
+//! `cargo bench --bench ingest -- --cluster [--cluster-kills N] [--cluster-messages N]
+//!  [--cluster-part failover|rebalance|connections|shards]...` for
 //! several instances on one PostgreSQL (failover, rebalancing, 1 000 connections, shards).
 //! Defaults: 3 000 000 messages (about half a minute of flood) from 1 000 dataloggers on 10
 //! gateways (one MQTT connection each), 2 sensors each, QoS 1, into the local PostgreSQL
@@ -54,6 +55,9 @@ struct Options {
     cluster_kills: usize,
     /// Messages of each flood through 1, 2 and 3 shards.
     cluster_messages: usize,
+    /// Only these parts of the several-instances measurement (all when empty): `failover`,
+    /// `rebalance`, `connections`, `shards`.
+    cluster_parts: Vec<String>,
     /// A configuration file for the service (e.g. to compare writer counts or batch sizes).
     service_config: Option<String>,
     /// Mosquitto's `max_inflight_messages`: how many unacknowledged messages it sends ahead.
@@ -70,6 +74,7 @@ fn options() -> Options {
         cluster: false,
         cluster_kills: 20,
         cluster_messages: 300_000,
+        cluster_parts: Vec::new(),
         service_config: None,
         broker_inflight: 1000,
         publishers: GATEWAYS,
@@ -86,6 +91,7 @@ fn options() -> Options {
             "--database-url" => options.database_url = args.next().unwrap_or(options.database_url),
             "--skip-connections" => options.connections = false,
             "--cluster" => options.cluster = true,
+            "--cluster-part" => options.cluster_parts.extend(args.next()),
             "--cluster-kills" => {
                 options.cluster_kills = args.next().and_then(|v| v.parse().ok()).unwrap_or(20)
             }
