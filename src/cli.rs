@@ -51,6 +51,10 @@ pub struct MigrateArgs {
     /// List migrations and whether each is applied; change nothing.
     #[arg(long, conflicts_with = "down")]
     pub status: bool,
+    /// Seal every stored broker password again under SUPERVISOR_NEW_SECRET_KEY, opening it with
+    /// SUPERVISOR_SECRET_KEY; then start the service with the new key.
+    #[arg(long, conflicts_with_all = ["down", "status"])]
+    pub rotate_secret_key: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -18,6 +18,7 @@ pub const ENVIRONMENT_KEYS: &[(&str, &str)] = &[
     ("SUPERVISOR_ADMIN_TOKEN", "api.admin_token"),
     ("SUPERVISOR_READ_TOKEN", "api.read_token"),
     ("SUPERVISOR_SECRET_KEY", "secrets.key"),
+    ("SUPERVISOR_NEW_SECRET_KEY", "secrets.new_key"),
     ("SUPERVISOR_RECONCILE_SECS", "supervisor.reconcile_secs"),
     ("SUPERVISOR_INSTANCE_ID", "supervisor.instance_id"),
     ("SUPERVISOR_LEASE_SECS", "supervisor.lease_secs"),
@@ -25,6 +26,9 @@ pub const ENVIRONMENT_KEYS: &[(&str, &str)] = &[
     ("SUPERVISOR_PARSERS_DIR", "pipeline.parsers_dir"),
     ("SENTRY_DSN", "sentry.dsn"),
 ];
+
+/// The shortest admin or read token accepted.
+const MIN_TOKEN_CHARS: usize = 24;
 
 const NUMERIC_KEYS: &[&str] = &["supervisor.reconcile_secs", "supervisor.lease_secs"];
 
@@ -55,13 +59,17 @@ pub struct Config {
 pub struct SecretsConfig {
     /// Base64 of 32 bytes: broker passwords are stored sealed with it. Empty: stored as given.
     pub key: String,
+    /// The key `migrate --rotate-secret-key` moves the stored passwords to.
+    pub new_key: String,
 }
 
 impl std::fmt::Debug for SecretsConfig {
     // The key is a secret: never let it reach a log line through `{:?}`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |value: &str| if value.is_empty() { "" } else { "***" };
         f.debug_struct("SecretsConfig")
-            .field("key", &if self.key.is_empty() { "" } else { "***" })
+            .field("key", &hidden(&self.key))
+            .field("new_key", &hidden(&self.new_key))
             .finish()
     }
 }
@@ -199,6 +207,8 @@ pub struct JobsConfig {
     pub offline_check_cron: String,
     pub reading_retention_days: u32,
     pub log_retention_days: u32,
+    /// How long audit-log rows are kept (0: forever).
+    pub audit_retention_days: u32,
     pub retention_cron: String,
 }
 
@@ -261,12 +271,46 @@ impl Config {
                 "must start with sqlite:, postgres:// or postgresql:// (env DATABASE_URL)",
             );
         }
-        if crate::secrets::Secrets::from_base64(&self.secrets.key).is_err() {
-            return invalid(
-                "secrets.key",
-                "must be 32 bytes in base64, e.g. from `openssl rand -base64 32` (env \
-                 SUPERVISOR_SECRET_KEY)",
-            );
+        for (key, value, variable) in [
+            ("secrets.key", &self.secrets.key, "SUPERVISOR_SECRET_KEY"),
+            (
+                "secrets.new_key",
+                &self.secrets.new_key,
+                "SUPERVISOR_NEW_SECRET_KEY",
+            ),
+        ] {
+            if crate::secrets::Secrets::from_base64(value).is_err() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!(
+                        "must be 32 bytes in base64, e.g. from `openssl rand -base64 32` (env \
+                         {variable})"
+                    ),
+                });
+            }
+        }
+        // A short token is a guessable one; 24 characters is what `openssl rand -hex 12` gives.
+        for (key, token, variable) in [
+            (
+                "api.admin_token",
+                &self.api.admin_token,
+                "SUPERVISOR_ADMIN_TOKEN",
+            ),
+            (
+                "api.read_token",
+                &self.api.read_token,
+                "SUPERVISOR_READ_TOKEN",
+            ),
+        ] {
+            if !token.is_empty() && token.chars().count() < MIN_TOKEN_CHARS {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!(
+                        "must be at least {MIN_TOKEN_CHARS} characters, e.g. from \
+                         `openssl rand -hex 24` (env {variable})"
+                    ),
+                });
+            }
         }
         if !self.api.read_token.is_empty() && self.api.read_token == self.api.admin_token {
             return invalid(
@@ -398,27 +442,42 @@ mod tests {
     fn environment_overrides_defaults() {
         let config = load(&[
             ("SUPERVISOR_RECONCILE_SECS", "5"),
-            ("SUPERVISOR_ADMIN_TOKEN", "12345"),
+            ("SUPERVISOR_ADMIN_TOKEN", "0123456789abcdef01234567"),
             ("SUPERVISOR_HTTP_ADDR", "127.0.0.1:9999"),
         ])
         .expect("loads");
         assert_eq!(config.supervisor.reconcile_secs, 5);
-        assert_eq!(config.api.admin_token, "12345");
+        assert_eq!(config.api.admin_token, "0123456789abcdef01234567");
         assert_eq!(config.http.addr.port(), 9999);
     }
 
     #[test]
     fn a_read_token_equal_to_the_admin_token_is_refused() {
         let config = load(&[
-            ("SUPERVISOR_ADMIN_TOKEN", "admin-secret"),
-            ("SUPERVISOR_READ_TOKEN", "reader"),
+            ("SUPERVISOR_ADMIN_TOKEN", "admin-secret-0123456789abcdef"),
+            ("SUPERVISOR_READ_TOKEN", "reader-secret-0123456789abcdef"),
         ])
         .expect("loads");
-        assert_eq!(config.api.read_token, "reader");
-        assert!(!format!("{:?}", config.api).contains("reader"));
+        assert_eq!(config.api.read_token, "reader-secret-0123456789abcdef");
+        assert!(!format!("{:?}", config.api).contains("reader-secret"));
         let message = load(&[
-            ("SUPERVISOR_ADMIN_TOKEN", "same"),
-            ("SUPERVISOR_READ_TOKEN", "same"),
+            ("SUPERVISOR_ADMIN_TOKEN", "the-same-token-0123456789"),
+            ("SUPERVISOR_READ_TOKEN", "the-same-token-0123456789"),
+        ])
+        .expect_err("must fail")
+        .to_string();
+        assert!(message.contains("api.read_token"), "{message}");
+    }
+
+    #[test]
+    fn a_short_token_is_refused_naming_its_key() {
+        let message = load(&[("SUPERVISOR_ADMIN_TOKEN", "short")])
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("api.admin_token"), "{message}");
+        let message = load(&[
+            ("SUPERVISOR_ADMIN_TOKEN", "0123456789abcdef01234567"),
+            ("SUPERVISOR_READ_TOKEN", "short"),
         ])
         .expect_err("must fail")
         .to_string();

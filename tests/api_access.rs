@@ -97,7 +97,7 @@ async fn every_route_but_the_public_ones_needs_the_token() {
         .expect("request");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let response = anonymous
-        .get(service.url("/ws?token=test-admin-token"))
+        .get(service.url("/ws?token=test-admin-token-0123456789"))
         .send()
         .await
         .expect("request");
@@ -108,7 +108,7 @@ async fn every_route_but_the_public_ones_needs_the_token() {
     );
     // A REST route does not take the token from the query.
     let response = anonymous
-        .get(service.url("/api/sites?token=test-admin-token"))
+        .get(service.url("/api/sites?token=test-admin-token-0123456789"))
         .send()
         .await
         .expect("request");
@@ -116,7 +116,7 @@ async fn every_route_but_the_public_ones_needs_the_token() {
     // The scheme is case-insensitive.
     let response = anonymous
         .get(service.url("/api/sites"))
-        .header("Authorization", "bearer test-admin-token")
+        .header("Authorization", "bearer test-admin-token-0123456789")
         .send()
         .await
         .expect("request");
@@ -161,7 +161,7 @@ async fn public_read_opens_reads_but_not_mutations() {
     }
 }
 
-const READ_TOKEN: &str = "test-read-token";
+const READ_TOKEN: &str = "test-read-token-0123456789";
 
 #[tokio::test]
 async fn the_read_token_reads_and_watches_but_changes_nothing() {
@@ -198,6 +198,18 @@ async fn the_read_token_reads_and_watches_but_changes_nothing() {
             }
         }
     }
+    // The page asks what its token may do.
+    for (client, token, can_change) in [
+        (
+            reader.get(service.url("/api/me")).bearer_auth(READ_TOKEN),
+            "read",
+            false,
+        ),
+        (service.client().get(service.url("/api/me")), "admin", true),
+    ] {
+        let me: Value = client.send().await.expect("me").json().await.expect("json");
+        assert_eq!(me, json!({"token": token, "can_change": can_change}));
+    }
     // The socket opens with the read token and streams.
     let (mut socket, _) =
         tokio_tungstenite::connect_async(service.ws_url(&format!("/ws?token={READ_TOKEN}")))
@@ -219,9 +231,13 @@ async fn the_read_token_reads_and_watches_but_changes_nothing() {
         answer.to_text().unwrap_or_default().contains("pong"),
         "{answer:?}"
     );
-    // Nothing the read token tried was recorded: it changed nothing.
+    // What the read token tried is in the audit log as refused, and nothing as a change.
+    let admin_routes = route_table()
+        .into_iter()
+        .filter(|(_, _, access)| *access == Access::Admin)
+        .count();
     let audit: Value = reader
-        .get(service.url("/api/audit-log"))
+        .get(service.url("/api/audit-log?limit=1000"))
         .bearer_auth(READ_TOKEN)
         .send()
         .await
@@ -229,7 +245,16 @@ async fn the_read_token_reads_and_watches_but_changes_nothing() {
         .json()
         .await
         .expect("json");
-    assert_eq!(audit, json!([]));
+    let entries = audit.as_array().expect("array");
+    assert_eq!(entries.len(), admin_routes, "{audit}");
+    for entry in entries {
+        assert_eq!(entry["kind"], "refused", "{entry}");
+        assert_eq!(entry["token"], "read", "{entry}");
+        assert!(
+            entry["summary"].as_str().unwrap_or("").contains("403"),
+            "{entry}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -285,7 +310,7 @@ async fn every_accepted_change_is_in_the_audit_log_without_secrets() {
         "a secret in the audit log"
     );
     assert!(
-        !text.contains("test-admin-token"),
+        !text.contains("test-admin-token-0123456789"),
         "a token in the audit log"
     );
     let entries: Value = serde_json::from_str(&text).expect("json");
@@ -295,6 +320,7 @@ async fn every_accepted_change_is_in_the_audit_log_without_secrets() {
         .iter()
         .map(|entry| {
             assert_eq!(entry["token"], "admin", "{entry}");
+            assert_eq!(entry["kind"], "change", "{entry}");
             (
                 entry["method"].as_str().unwrap_or_default().to_string(),
                 entry["path"].as_str().unwrap_or_default().to_string(),
@@ -337,6 +363,27 @@ async fn every_accepted_change_is_in_the_audit_log_without_secrets() {
         .await
         .expect("json");
     assert_eq!(other, json!([]));
+
+    // An attempt without a valid token is kept too, as refused.
+    let response = bare_client()
+        .delete(service.url(&format!("/api/sites/{site_id}")))
+        .bearer_auth("a-guess")
+        .send()
+        .await
+        .expect("anonymous delete");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let newest: Value = client
+        .get(service.url("/api/audit-log?limit=1"))
+        .send()
+        .await
+        .expect("audit log")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(newest[0]["kind"], "refused", "{newest}");
+    assert_eq!(newest[0]["token"], "none", "{newest}");
+    assert_eq!(newest[0]["method"], "DELETE", "{newest}");
+    assert!(!newest.to_string().contains("a-guess"), "{newest}");
 }
 
 #[tokio::test]

@@ -377,6 +377,7 @@ async fn every_reply_matches_the_document() {
         ),
         ("/api/parsers", "/api/parsers".to_string()),
         ("/api/instances", "/api/instances".to_string()),
+        ("/api/me", "/api/me".to_string()),
         ("/api/audit-log", "/api/audit-log".to_string()),
         (
             "/api/audit-log",

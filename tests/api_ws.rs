@@ -20,7 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(service: &Service) -> Socket {
-    let url = service.ws_url("/ws?token=test-admin-token");
+    let url = service.ws_url("/ws?token=test-admin-token-0123456789");
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("WebSocket connects");
@@ -118,7 +118,9 @@ async fn the_socket_needs_the_token_before_the_upgrade() {
         .expect("request");
     request.headers_mut().insert(
         "Authorization",
-        "Bearer test-admin-token".parse().expect("header"),
+        "Bearer test-admin-token-0123456789"
+            .parse()
+            .expect("header"),
     );
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
@@ -313,7 +315,7 @@ async fn a_client_that_stops_reading_is_dropped_and_nothing_else_slows_down() {
         .await
         .expect("tcp connect");
     let (mut slow, _) = tokio_tungstenite::client_async(
-        service.ws_url("/ws?token=test-admin-token"),
+        service.ws_url("/ws?token=test-admin-token-0123456789"),
         MaybeTlsStream::Plain(stream),
     )
     .await

@@ -321,9 +321,10 @@ async fn any_instance_changes_and_watches_every_instances_connections() {
         "instance-a"
     );
 
-    let (mut socket, _) = tokio_tungstenite::connect_async(b.ws_url("/ws?token=test-admin-token"))
-        .await
-        .expect("websocket on b");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(b.ws_url("/ws?token=test-admin-token-0123456789"))
+            .await
+            .expect("websocket on b");
     socket
         .send(Message::text(
             json!({"subscribe": {"site_id": site_id}}).to_string(),
@@ -493,7 +494,7 @@ async fn a_second_instance_on_one_sqlite_file_exits_2_naming_the_first() {
         .arg("serve")
         .env("DATABASE_URL", &database.url)
         .env("SUPERVISOR_HTTP_ADDR", "127.0.0.1:0")
-        .env("SUPERVISOR_ADMIN_TOKEN", "test-admin-token")
+        .env("SUPERVISOR_ADMIN_TOKEN", "test-admin-token-0123456789")
         .env("SUPERVISOR_INSTANCE_ID", "second-instance")
         .env(
             "SUPERVISOR_LOG_DIR",

@@ -117,7 +117,7 @@ async fn a_refused_filter_shows_in_the_api_the_log_the_socket_and_sentry_while_o
 
     // A browser watching the site before the connection starts.
     let (mut socket, _) =
-        tokio_tungstenite::connect_async(service.ws_url("/ws?token=test-admin-token"))
+        tokio_tungstenite::connect_async(service.ws_url("/ws?token=test-admin-token-0123456789"))
             .await
             .expect("websocket");
     socket
@@ -254,7 +254,7 @@ async fn silence_is_noticed_within_a_second_of_the_limit_and_ended_by_the_next_m
     let patched = patch_connection(service, site_id, json!({"max_silence_secs": 2})).await;
     assert_eq!(patched["max_silence_secs"], 2);
     let (mut socket, _) =
-        tokio_tungstenite::connect_async(service.ws_url("/ws?token=test-admin-token"))
+        tokio_tungstenite::connect_async(service.ws_url("/ws?token=test-admin-token-0123456789"))
             .await
             .expect("websocket");
     socket

@@ -88,7 +88,7 @@ fn compose_values_are_valid_configuration() {
     };
     let config = Config::load_with_env(None, |name| match name {
         // Interpolated secrets: any non-empty value stands in.
-        "SUPERVISOR_ADMIN_TOKEN" => Some("token".into()),
+        "SUPERVISOR_ADMIN_TOKEN" => Some("a-token-of-twenty-four-characters".into()),
         "SENTRY_DSN" => None,
         other => value(other),
     })

@@ -1,6 +1,7 @@
 //! Broker passwords at rest: sealed under SUPERVISOR_SECRET_KEY, opened to log in to a broker
 //! that checks them (Mosquitto's dynamic security), sealed at start when stored before the key,
-//! and a clear error on the connection when the key is missing.
+//! `serve` refusing to start (exit 2) when the key is missing or another one, and the rotation
+//! of every stored password to a new key.
 
 mod common;
 
@@ -12,6 +13,7 @@ use sea_orm::EntityTrait;
 use serde_json::{json, Value};
 
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const OTHER_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 const PASSWORD: &str = "broker-password";
 
 fn with_key(key: Option<&str>) -> ServiceOptions {
@@ -110,14 +112,72 @@ async fn passwords_are_sealed_opened_to_log_in_and_missing_keys_are_named() {
         assert!(value.starts_with("enc:v1:"), "{value}");
         assert!(!value.contains(PASSWORD), "{value}");
     }
+    // Nor does it reach the service's console or log files.
+    let console = service.output.lock().expect("output").join("\n");
+    assert!(!console.contains(PASSWORD), "the password on the console");
+    for entry in std::fs::read_dir(&service.log_dir)
+        .expect("log dir")
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        assert!(
+            !text.contains(PASSWORD),
+            "the password in {}",
+            entry.path().display()
+        );
+    }
     service.terminate();
 
-    // Without the key the sealed passwords cannot be opened: the connection says why.
-    let service = Service::start_with(&database, with_key(None));
-    let (status, error) = eventually(Duration::from_secs(20), "the missing key", || async {
-        let (status, error) = status_of(&service, late).await;
-        (status == "error").then_some((status, error))
-    })
-    .await;
-    assert!(error.contains("SUPERVISOR_SECRET_KEY"), "{status}: {error}");
+    // Without the key, or with another one, the sealed passwords cannot be opened: `serve`
+    // stops at once with exit code 2 naming the variable.
+    for key in [None, Some(OTHER_KEY)] {
+        let mut command = std::process::Command::new(common::BINARY);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", &database.url)
+            .env("SUPERVISOR_HTTP_ADDR", "127.0.0.1:0")
+            .env("SUPERVISOR_ADMIN_TOKEN", "test-admin-token-0123456789")
+            .env(
+                "SUPERVISOR_LOG_DIR",
+                database.directory.path().join("no-key-logs"),
+            )
+            .env_remove("SUPERVISOR_SECRET_KEY");
+        if let Some(key) = key {
+            command.env("SUPERVISOR_SECRET_KEY", key);
+        }
+        let output = command.output().expect("run serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{key:?}: {stderr}");
+        assert!(
+            stderr.contains("SUPERVISOR_SECRET_KEY"),
+            "{key:?}: {stderr}"
+        );
+    }
+
+    // Rotation: every password moves to the new key, and the service runs on it.
+    let output = std::process::Command::new(common::BINARY)
+        .args(["migrate", "--rotate-secret-key"])
+        .env("DATABASE_URL", &database.url)
+        .env("SUPERVISOR_SECRET_KEY", KEY)
+        .env("SUPERVISOR_NEW_SECRET_KEY", OTHER_KEY)
+        .output()
+        .expect("run migrate --rotate-secret-key");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("sealed 2 password(s)"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let rotated = stored_passwords(&database).await;
+    assert!(
+        rotated.iter().all(|value| !stored.contains(value)),
+        "{rotated:?}"
+    );
+    let service = Service::start_with(&database, with_key(Some(OTHER_KEY)));
+    wait_connected(&service, early).await;
+    wait_connected(&service, late).await;
 }

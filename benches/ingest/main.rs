@@ -36,7 +36,7 @@ use sea_orm::{ConnectionTrait, Database, EntityTrait, PaginatorTrait};
 const BINARY: &str = env!("CARGO_BIN_EXE_mqtt-supervisor");
 const DATALOGGERS: usize = 1000;
 const GATEWAYS: usize = 10;
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-0123456789abcdef";
 
 use cluster::*;
 use connections::*;

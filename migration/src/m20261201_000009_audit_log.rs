@@ -1,4 +1,5 @@
-//! Every accepted change made through the API: when, with which token (by name), what and where.
+//! Every accepted change made through the API, and every refused attempt at one: when, with
+//! which token (by name), what and where.
 //! No foreign key to the site: the record of a change outlives what it changed.
 
 use sea_orm_migration::prelude::*;
@@ -22,6 +23,7 @@ impl MigrationTrait for Migration {
                     .table(AuditLog::Table)
                     .col(pk_auto(AuditLog::Id))
                     .col(timestamp_with_time_zone(AuditLog::At))
+                    .col(string(AuditLog::Kind))
                     .col(string(AuditLog::Token))
                     .col(string(AuditLog::Method))
                     .col(string(AuditLog::Path))
@@ -54,6 +56,7 @@ enum AuditLog {
     Table,
     Id,
     At,
+    Kind,
     Token,
     Method,
     Path,

@@ -1,6 +1,7 @@
 //! The audit log: every accepted change made through the API (when, with which token by name,
 //! the method and path, the site it touched and which fields it sent, never their values),
-//! written once the handler has answered 2xx; and `GET /api/audit-log` to read it.
+//! written once the handler has answered 2xx; every attempt the tokens refused (401, 403); and
+//! `GET /api/audit-log` to read them.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{MatchedPath, Request, State};
@@ -29,8 +30,12 @@ const MAX_ANSWER_BYTES_SEARCHED: usize = 1 << 20;
 pub struct AuditEntryResponse {
     pub id: i32,
     pub at: DateTime<Utc>,
-    /// `admin` or `read`: which token made the change, never the token itself.
-    #[schema(pattern = "^(admin|read)$")]
+    /// `change`: accepted (answered 2xx); `refused`: the tokens said no (401 or 403).
+    #[schema(pattern = "^(change|refused)$")]
+    pub kind: String,
+    /// `admin` or `read`: which token was used, never the token itself; `none` for an attempt
+    /// without a valid token.
+    #[schema(pattern = "^(admin|read|none)$")]
     pub token: String,
     pub method: String,
     /// The path as called.
@@ -59,6 +64,7 @@ impl Listing for AuditLogList {
         AuditEntryResponse {
             id: row.id,
             at: row.at,
+            kind: row.kind,
             token: row.token,
             method: row.method,
             path: row.path,
@@ -163,6 +169,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     };
     let entry = audit_log::ActiveModel {
         at: Set(Utc::now()),
+        kind: Set("change".into()),
         token: Set(caller.token_name().to_string()),
         method: Set(method.to_string()),
         site_id: Set(site_of(&template, &path, &body, searched)),
@@ -174,6 +181,28 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         tracing::warn!(%error, "cannot write the audit log row of an accepted change");
     }
     Response::from_parts(parts, Body::from(answer))
+}
+
+/// An attempt at a change the tokens refused: the read token (403) or no valid token (401).
+/// Only the method and path are known to be the caller's; the body was not read.
+pub async fn record_refusal(state: &AppState, method: &Method, path: &str, error: &ApiError) {
+    let (token, reason) = match error {
+        ApiError::Forbidden(_) => ("read", "the read token cannot change anything"),
+        _ => ("none", "no valid token"),
+    };
+    let entry = audit_log::ActiveModel {
+        at: Set(Utc::now()),
+        kind: Set("refused".into()),
+        token: Set(token.into()),
+        method: Set(method.to_string()),
+        path: Set(path.to_string()),
+        site_id: Set(None),
+        summary: Set(format!("refused ({}): {reason}", error.status().as_u16())),
+        ..Default::default()
+    };
+    if let Err(error) = entry.insert(&state.db).await {
+        tracing::warn!(%error, "cannot write the audit log row of a refused change");
+    }
 }
 
 #[cfg(test)]

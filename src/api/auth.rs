@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+use super::audit;
 use super::error::ApiError;
 use super::query::raw_parameter;
 use crate::state::AppState;
@@ -114,7 +115,12 @@ async fn guard(state: AppState, access: Access, mut request: Request, next: Next
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(error) => error.into_response(),
+        Err(error) => {
+            if access == Access::Admin {
+                audit::record_refusal(&state, request.method(), request.uri().path(), &error).await;
+            }
+            error.into_response()
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod health;
 pub mod instances;
 pub mod list;
 pub mod logs;
+pub mod me;
 pub mod metrics;
 pub mod openapi;
 pub mod operation;
@@ -195,6 +196,10 @@ pub fn endpoints() -> Vec<Endpoint> {
                     OK,
                     "Gateways with their dataloggers and sensors, by identifier",
                 ),
+            ),
+            endpoint(Method::GET, "/api/me", Read, get(me::me)).describe(
+                Operation::new("What the caller's token may do (admin, or read only).")
+                    .json::<me::Me>(OK, "The caller"),
             ),
             endpoint(Method::GET, "/api/instances", Read, get(instances::list)).describe(
                 Operation::new("The instances sharing the database and the shards each owns.")
@@ -390,6 +395,7 @@ pub fn route_table() -> Vec<(Method, &'static str, Access)> {
 fn needs_database(endpoint: &Endpoint) -> bool {
     endpoint.path.starts_with("/api/")
         && endpoint.path != "/api/openapi.json"
+        && endpoint.path != "/api/me"
         && !(endpoint.method == Method::GET && endpoint.path == "/api/parsers")
 }
 

@@ -20,6 +20,7 @@ macro_rules! embedded_modules {
 }
 
 const MODULES: &[(&str, &str)] = embedded_modules![
+    "access.js",
     "alerts.js",
     "api.js",
     "auth.js",

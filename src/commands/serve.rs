@@ -54,7 +54,19 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let started = start(config, token, single).await?;
+    let started = match start(config, token, single).await {
+        Ok(started) => started,
+        // The key does not open what is stored: the operator's to fix, like a bad setting.
+        Err(error)
+            if error
+                .downcast_ref::<secrets::SealError>()
+                .is_some_and(secrets::SealError::is_key_problem) =>
+        {
+            eprintln!("mqtt-supervisor: {error}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(error) => return Err(error),
+    };
     serve_http(started, listener).await
 }
 
@@ -87,11 +99,20 @@ pub async fn start(
     db::migrate_up(&connection).await?;
     // The configuration was checked already, so the key parses.
     let secrets = Secrets::from_base64(&config.secrets.key)?;
-    let sealed = secrets::seal_stored_passwords(&connection, &secrets).await?;
-    if sealed > 0 {
-        tracing::info!(
-            sealed,
-            "sealed broker passwords stored before SUPERVISOR_SECRET_KEY was set"
+    let plain = secrets::check_stored_passwords(&connection, &secrets).await?;
+    if secrets.has_key() {
+        let sealed = secrets::seal_stored_passwords(&connection, &secrets).await?;
+        if sealed > 0 {
+            tracing::info!(
+                sealed,
+                "sealed broker passwords stored before SUPERVISOR_SECRET_KEY was set"
+            );
+        }
+    } else if plain > 0 {
+        tracing::warn!(
+            plain,
+            "broker passwords are stored in plain text: set SUPERVISOR_SECRET_KEY (32 bytes, \
+             base64) to store them sealed"
         );
     }
     let registry = match Registry::load(&config.pipeline.parsers_dir) {

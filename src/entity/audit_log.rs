@@ -1,4 +1,4 @@
-//! One accepted change made through the API (`GET /api/audit-log`).
+//! One change made through the API, or one refused attempt (`GET /api/audit-log`).
 
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
@@ -9,7 +9,9 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
     pub at: DateTimeUtc,
-    /// `admin` or `read`: the token's name, never the token.
+    /// `change` (accepted) or `refused` (401 or 403).
+    pub kind: String,
+    /// `admin`, `read` or `none`: the token's name, never the token.
     pub token: String,
     pub method: String,
     pub path: String,

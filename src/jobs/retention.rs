@@ -1,5 +1,5 @@
-//! Retention: readings and logs older than their configured age are deleted, and payload samples
-//! of topics silent that long are dropped.
+//! Retention: readings, logs and audit-log rows older than their configured age are deleted, and
+//! payload samples of topics silent that long are dropped.
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
@@ -9,7 +9,9 @@ use sea_orm::{
 };
 
 use crate::config::JobsConfig;
-use crate::entity::{discovered_topic, mqtt_connection_log, mqtt_parsing_log, sensor_reading};
+use crate::entity::{
+    audit_log, discovered_topic, mqtt_connection_log, mqtt_parsing_log, sensor_reading,
+};
 
 /// Zero days means "keep forever".
 pub fn retention_cutoff(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
@@ -72,6 +74,13 @@ pub async fn purge(db: &DatabaseConnection, config: &JobsConfig) -> Result<Strin
             )
             .filter(discovered_topic::Column::LastSeen.lt(cutoff))
             .filter(discovered_topic::Column::LastPayload.is_not_null())
+            .exec(db)
+            .await?
+            .rows_affected;
+    }
+    if let Some(cutoff) = retention_cutoff(now, config.audit_retention_days) {
+        logs += audit_log::Entity::delete_many()
+            .filter(audit_log::Column::At.lt(cutoff))
             .exec(db)
             .await?
             .rows_affected;

@@ -13,7 +13,8 @@ import { chromium } from 'playwright-core';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const binary = process.env.MQTT_SUPERVISOR_BIN || join(root, 'target', 'debug', 'mqtt-supervisor');
-const token = 'browser-test-token';
+const token = 'browser-test-token-0123456789';
+const readToken = 'browser-read-token-0123456789';
 
 let service;
 let baseUrl;
@@ -43,6 +44,7 @@ before(async () => {
       ...process.env,
       SUPERVISOR_HTTP_ADDR: '127.0.0.1:0',
       SUPERVISOR_ADMIN_TOKEN: token,
+      SUPERVISOR_READ_TOKEN: readToken,
       SUPERVISOR_PARSERS_DIR: join(root, 'parsers'),
       SUPERVISOR_LOG_DIR: join(workdir, 'logs'),
     },
@@ -126,6 +128,24 @@ test('sign in, watch live values and what the connection receives, read the devi
   await failed.getByRole('button', { name: 'Replay', exact: true }).click();
   await waitUntil(async () => ((await failed.locator('.replay-result').textContent()) || '').trim().length > 0,
     15_000, 'the replay result');
+  assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
+});
+
+test('the read token watches without the controls that change things', { timeout: 60_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
+  await page.goto(baseUrl);
+  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
+  await page.fill('#token-input', readToken);
+  await page.click('#token-submit');
+  const site = page.locator('li[data-site-id]').first();
+  await assertText(site.locator('.status-label'), 'connected', 20_000);
+  await page.locator('tr[data-sensor-id] .sensor-value').first().waitFor({ timeout: 20_000 });
+  await waitUntil(async () => page.locator('#access-badge').isVisible(), 10_000, 'the read-only badge');
+  assert.equal(await site.locator('.site-action').isVisible(), false, 'no Start/Stop with the read token');
+  await page.getByRole('button', { name: 'Parsing errors', exact: true }).click();
+  await page.locator('li[data-log-id]').first().waitFor({ timeout: 30_000 });
+  assert.equal(await page.getByRole('button', { name: 'Replay', exact: true }).count(), 0, 'no Replay with the read token');
   assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
 });
 

@@ -109,7 +109,7 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             reconcile_secs: 30,
-            token: Some("test-admin-token".into()),
+            token: Some("test-admin-token-0123456789".into()),
             extra_env: Vec::new(),
             args: Vec::new(),
         }

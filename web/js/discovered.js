@@ -41,7 +41,7 @@ function renderDiscovered() {
     const sample = formatPayload(t.last_payload);
     const processable = Boolean(t.is_processable);
     const codeId = `topic-${i}`;
-    const btn = h('button', { type: 'button', class: 'btn btn-small', text: 'Create pattern', 'aria-describedby': codeId, onclick: () => openPatternForm(t, btn) });
+    const btn = h('button', { type: 'button', class: 'btn btn-small needs-change', text: 'Create pattern', 'aria-describedby': codeId, onclick: () => openPatternForm(t, btn) });
     return h('tr', { 'data-topic-id': t.id, 'data-topic': t.topic },
       h('td', { class: 'topic' }, h('code', { id: codeId }, topicNodes(t.topic))),
       h('td', null, h('span', { class: `yesno ${processable ? 'yes' : 'no'}`, text: processable ? 'yes' : 'no' })),

@@ -48,7 +48,7 @@ function buildErrorItem(row, keptResult) {
   const result = keptResult || h('div', { class: 'replay-result', role: 'status', 'aria-live': 'polite' });
   const replayed = h('span', { class: 'replayed' });
   setReplayed(replayed, row.replayed_at);
-  const btn = h('button', { type: 'button', class: 'btn btn-small', text: 'Replay' });
+  const btn = h('button', { type: 'button', class: 'btn btn-small needs-change', text: 'Replay' });
   btn.addEventListener('click', () => replay(row, btn, result, replayed));
   const payload = formatPayload(row.payload);
   return h('li', { class: 'error-item card', 'data-log-id': row.id },

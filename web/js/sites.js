@@ -2,6 +2,7 @@
 // Start/Stop with its wait for confirmation, the periodic refresh, and choosing a site.
 
 import { $, h } from './dom.js';
+import { loadAccess } from './access.js';
 import { ApiError, api, errorText } from './api.js';
 import { clearAlert, showAlert } from './alerts.js';
 import { renderConnectionHealth } from './connection-health.js';
@@ -22,8 +23,10 @@ const PENDING_TIMEOUT_MS = 30000;
 async function loadSitesAndConnections() {
   const started = Date.now();
   const [sites, conns] = await Promise.all([api('/api/sites'), api('/api/mqtt/connections')]);
-  // The instances list is a side view: a failure there must not hide the sites.
+  // The instances list and the token's rights are side views: a failure there must not hide
+  // the sites.
   loadInstances().catch(() => {});
+  loadAccess().catch(() => {});
   state.sites = Array.isArray(sites) ? sites : [];
   state.sitesById = new Map(state.sites.map((s) => [s.id, s]));
   const fresh = new Map();
@@ -82,7 +85,7 @@ function buildSiteRow(siteId) {
   const statusWrap = h('div', { class: 'site-status' });
   const ownerEl = h('p', { class: 'site-owner muted small' });
   const errorEl = h('p', { class: 'site-error' });
-  const action = h('button', { type: 'button', class: 'btn btn-small site-action', 'aria-describedby': `site-name-${siteId}`, onclick: () => onStartStop(siteId) });
+  const action = h('button', { type: 'button', class: 'btn btn-small site-action needs-change', 'aria-describedby': `site-name-${siteId}`, onclick: () => onStartStop(siteId) });
   const li = h('li', { class: 'site', 'data-site-id': siteId },
     select, h('div', { class: 'site-line' }, statusWrap, action), ownerEl, errorEl);
   return { li, select, nameEl, slugEl, statusWrap, ownerEl, errorEl, action };
