@@ -172,36 +172,11 @@ pub async fn check_stored_passwords(
     Ok(plain)
 }
 
-/// With a key, seals every password still stored in the clear (written before the key was
-/// set); returns how many. Each row is one short update, so a crash midway leaves a mix that
-/// `open` reads either way.
-pub async fn seal_stored_passwords(
-    db: &DatabaseConnection,
-    secrets: &Secrets,
-) -> Result<usize, SealError> {
-    if !secrets.has_key() {
-        return Ok(0);
-    }
-    let rows = mqtt_connection::Entity::find()
-        .filter(mqtt_connection::Column::Password.is_not_null())
-        .all(db)
-        .await?;
-    let mut sealed = 0;
-    for row in rows {
-        let Some(password) = row.password.clone().filter(|value| !is_sealed(value)) else {
-            continue;
-        };
-        let mut update = row.into_active_model();
-        update.password = Set(Some(secrets.seal(&password)?));
-        update.update(db).await?;
-        sealed += 1;
-    }
-    Ok(sealed)
-}
-
-/// Opens every stored password with `old` and seals it with `new` (`migrate
-/// --rotate-secret-key`); one short update per row, so a rotation cut short leaves values under
-/// either key, and running it again with the same pair finishes it. Returns how many moved.
+/// Opens every stored password with `old` and seals it with `new`: at start with the same key
+/// on both sides (values stored before the key was set get sealed), and for `migrate
+/// --rotate-secret-key`. One short update per row, so a run cut short leaves values under either
+/// key (or in the clear), and running it again with the same pair finishes it. Returns how many
+/// moved.
 pub async fn reseal_stored_passwords(
     db: &DatabaseConnection,
     old: &Secrets,
@@ -217,7 +192,7 @@ pub async fn reseal_stored_passwords(
             continue;
         };
         // Already under the new key: a rotation run again after a cut.
-        if new.open(&stored).is_ok() && is_sealed(&stored) {
+        if is_sealed(&stored) && new.open(&stored).is_ok() {
             continue;
         }
         let plain = old.open(&stored)?;

@@ -15,18 +15,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-async fn connection(service: &Service, site_id: i32) -> Value {
-    service
-        .client()
-        .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
-        .send()
-        .await
-        .expect("get connection")
-        .json()
-        .await
-        .expect("connection json")
-}
-
 async fn patch_connection(service: &Service, site_id: i32, body: Value) -> Value {
     let response = service
         .client()
@@ -132,7 +120,7 @@ async fn a_refused_filter_shows_in_the_api_the_log_the_socket_and_sentry_while_o
         Duration::from_secs(15),
         "one filter granted, one refused",
         || async {
-            let connection = connection(&service, site_id).await;
+            let connection = common::connection(&service, site_id.into()).await;
             (subscription_state(&connection, "plant/+/+").as_deref() == Some("granted")
                 && subscription_state(&connection, "secret/+/+").as_deref() == Some("refused"))
             .then_some(())
@@ -265,14 +253,15 @@ async fn silence_is_noticed_within_a_second_of_the_limit_and_ended_by_the_next_m
         .expect("subscribe");
     // Let the limit reach the session, then measure from a message.
     eventually(Duration::from_secs(10), "the limit in force", || async {
-        (connection(service, site_id).await["max_silence_secs"] == 2).then_some(())
+        (common::connection(service, site_id.into()).await["max_silence_secs"] == 2).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     site.publisher.publish("quiet/gw/dl", r#"{"v": 1}"#).await;
     let last_message = Instant::now();
     eventually(Duration::from_secs(10), "the message seen", || async {
-        (!connection(service, site_id).await["last_message_at"].is_null()).then_some(())
+        (!common::connection(service, site_id.into()).await["last_message_at"].is_null())
+            .then_some(())
     })
     .await;
     let silent_event = tokio::time::timeout(Duration::from_secs(10), async {
@@ -296,14 +285,17 @@ async fn silence_is_noticed_within_a_second_of_the_limit_and_ended_by_the_next_m
     );
     assert_eq!(silent_event["site_id"], site_id);
     assert!(silent_event["silent_secs"].as_u64().unwrap_or(0) >= 2);
-    assert_eq!(connection(service, site_id).await["silent"], true);
+    assert_eq!(
+        common::connection(service, site_id.into()).await["silent"],
+        true
+    );
     assert!(has_log_row(service, site_id, "silent", "no message for").await);
     // Subscribed again once for the episode, and granted again.
     common::wait_for_granted(&site.db, site.connection_id).await;
 
     site.publisher.publish("quiet/gw/dl", r#"{"v": 2}"#).await;
     eventually(Duration::from_secs(10), "the silence to end", || async {
-        (connection(service, site_id).await["silent"] == false).then_some(())
+        (common::connection(service, site_id.into()).await["silent"] == false).then_some(())
     })
     .await;
     assert!(has_log_row(service, site_id, "receiving", "after").await);

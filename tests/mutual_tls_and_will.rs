@@ -36,28 +36,6 @@ async fn create_connection(service: &Service, body: Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn status_of(service: &Service, site_id: i64) -> (String, String) {
-    let connection: Value = service
-        .client()
-        .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
-        .send()
-        .await
-        .expect("connection")
-        .json()
-        .await
-        .expect("connection json");
-    (
-        connection["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        connection["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_with_rsa_and_ec_keys_connect_and_bad_ones_are_named() {
     let database = TestDatabase::new().await;
@@ -90,12 +68,7 @@ async fn client_certificates_with_rsa_and_ec_keys_connect_and_bad_ones_are_named
             connection["client_cert_file"],
             file(&format!("client-{key}.crt"))
         );
-        eventually(
-            Duration::from_secs(20),
-            &format!("the {key} client connected"),
-            || async { (status_of(&service, site_id).await.0 == "connected").then_some(()) },
-        )
-        .await;
+        common::wait_for_status(&service, site_id, "connected", Duration::from_secs(20)).await;
     }
 
     // Without a certificate the broker refuses the handshake; the connection says so.
@@ -107,7 +80,15 @@ async fn client_certificates_with_rsa_and_ec_keys_connect_and_bad_ones_are_named
     let (status, _) = create_connection(&service, base(site_id)).await;
     assert_eq!(status, 201);
     let (status, error) = eventually(Duration::from_secs(20), "the refused handshake", || async {
-        let (status, error) = status_of(&service, site_id).await;
+        let connection = common::connection(&service, site_id).await;
+        let status = connection["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let error = connection["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         (status == "reconnecting" || status == "error").then_some((status, error))
     })
     .await;
@@ -211,18 +192,12 @@ async fn a_killed_service_leaves_its_last_will_and_a_stopped_one_does_not() {
     .await;
     assert_eq!(status, 201, "{connection}");
     assert_eq!(connection["last_will"]["topic"], "wills/supervisor");
-    eventually(Duration::from_secs(20), "connected", || async {
-        (status_of(&service, site_id).await.0 == "connected").then_some(())
-    })
-    .await;
+    common::wait_for_status(&service, site_id, "connected", Duration::from_secs(20)).await;
 
     // A graceful stop says goodbye: no will.
     service.terminate();
     let mut service = Service::start_with(&database, options());
-    eventually(Duration::from_secs(20), "connected again", || async {
-        (status_of(&service, site_id).await.0 == "connected").then_some(())
-    })
-    .await;
+    common::wait_for_status(&service, site_id, "connected", Duration::from_secs(20)).await;
     assert!(
         wills.try_recv().is_err(),
         "a graceful stop must not publish the will"

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, PrivateBroker, Service, ServiceOptions, TestDatabase};
+use common::{PrivateBroker, Service, ServiceOptions, TestDatabase};
 use mqtt_supervisor::entity::mqtt_connection;
 use sea_orm::EntityTrait;
 use serde_json::{json, Value};
@@ -52,22 +52,6 @@ async fn create_site_and_connection(service: &Service, slug: &str, port: u16) ->
     site_id
 }
 
-async fn status_of(service: &Service, site_id: i64) -> (String, String) {
-    let connection: Value = service
-        .client()
-        .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
-        .send()
-        .await
-        .expect("connection")
-        .json()
-        .await
-        .expect("json");
-    (
-        connection["status"].as_str().unwrap_or_default().into(),
-        connection["last_error"].as_str().unwrap_or_default().into(),
-    )
-}
-
 async fn stored_passwords(database: &TestDatabase) -> Vec<String> {
     let db = database.connect().await;
     mqtt_connection::Entity::find()
@@ -79,13 +63,6 @@ async fn stored_passwords(database: &TestDatabase) -> Vec<String> {
         .collect()
 }
 
-async fn wait_connected(service: &Service, site_id: i64) {
-    eventually(Duration::from_secs(20), "connected", || async {
-        (status_of(service, site_id).await.0 == "connected").then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_are_sealed_opened_to_log_in_and_missing_keys_are_named() {
     let database = TestDatabase::new().await;
@@ -94,7 +71,7 @@ async fn passwords_are_sealed_opened_to_log_in_and_missing_keys_are_named() {
     // Stored before there was a key: in the clear, and it logs in.
     let mut service = Service::start_with(&database, with_key(None));
     let early = create_site_and_connection(&service, "sealed-early", broker.port).await;
-    wait_connected(&service, early).await;
+    common::wait_for_status(&service, early, "connected", Duration::from_secs(20)).await;
     assert_eq!(
         stored_passwords(&database).await,
         vec![PASSWORD.to_string()]
@@ -104,8 +81,8 @@ async fn passwords_are_sealed_opened_to_log_in_and_missing_keys_are_named() {
     // With the key: the old password is sealed at start, a new one is stored sealed, both log in.
     let mut service = Service::start_with(&database, with_key(Some(KEY)));
     let late = create_site_and_connection(&service, "sealed-late", broker.port).await;
-    wait_connected(&service, early).await;
-    wait_connected(&service, late).await;
+    common::wait_for_status(&service, early, "connected", Duration::from_secs(20)).await;
+    common::wait_for_status(&service, late, "connected", Duration::from_secs(20)).await;
     let stored = stored_passwords(&database).await;
     assert_eq!(stored.len(), 2);
     for value in &stored {
@@ -178,6 +155,6 @@ async fn passwords_are_sealed_opened_to_log_in_and_missing_keys_are_named() {
         "{rotated:?}"
     );
     let service = Service::start_with(&database, with_key(Some(OTHER_KEY)));
-    wait_connected(&service, early).await;
-    wait_connected(&service, late).await;
+    common::wait_for_status(&service, early, "connected", Duration::from_secs(20)).await;
+    common::wait_for_status(&service, late, "connected", Duration::from_secs(20)).await;
 }

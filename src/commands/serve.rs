@@ -101,7 +101,7 @@ pub async fn start(
     let secrets = Secrets::from_base64(&config.secrets.key)?;
     let plain = secrets::check_stored_passwords(&connection, &secrets).await?;
     if secrets.has_key() {
-        let sealed = secrets::seal_stored_passwords(&connection, &secrets).await?;
+        let sealed = secrets::reseal_stored_passwords(&connection, &secrets, &secrets).await?;
         if sealed > 0 {
             tracing::info!(
                 sealed,

@@ -363,17 +363,28 @@ pub async fn add_topic(service: &Service, site_id: i64, pattern: &str, parser: &
     topic["id"].as_i64().expect("topic id")
 }
 
-pub async fn connection_status(service: &Service, site_id: i64) -> String {
-    let connection: serde_json::Value = service
+/// A site's connection as the API shows it; `None` while the service does not answer.
+pub async fn try_connection(service: &Service, site_id: i64) -> Option<serde_json::Value> {
+    service
         .client()
         .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
         .send()
         .await
-        .expect("get connection")
+        .ok()?
         .json()
         .await
-        .expect("connection json");
-    connection["status"]
+        .ok()
+}
+
+/// A site's connection as the API shows it.
+pub async fn connection(service: &Service, site_id: i64) -> serde_json::Value {
+    try_connection(service, site_id)
+        .await
+        .unwrap_or_else(|| panic!("the connection of site {site_id}"))
+}
+
+pub async fn connection_status(service: &Service, site_id: i64) -> String {
+    connection(service, site_id).await["status"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -1100,27 +1111,32 @@ pub async fn wait_for_granted(db: &sea_orm::DatabaseConnection, connection_id: i
     .await
 }
 
+/// Waits, through the API, until the site's subscriptions are as `done` wants them.
+async fn wait_for_subscriptions(
+    service: &Service,
+    site_id: i64,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) {
+    let done = &done;
+    eventually(Duration::from_secs(15), what, || async move {
+        let connection = try_connection(service, site_id).await?;
+        done(connection["subscriptions"].as_array()?).then_some(())
+    })
+    .await
+}
+
 /// As [`wait_for_granted`], through the API: for tests that hold no database handle.
 pub async fn wait_for_granted_via_api(service: &Service, site_id: i64) {
-    let client = service.client();
-    eventually(
-        Duration::from_secs(15),
+    wait_for_subscriptions(
+        service,
+        site_id,
         &format!("the subscriptions of site {site_id} to be granted"),
-        || async {
-            let connection: serde_json::Value = client
-                .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let subscriptions = connection["subscriptions"].as_array()?;
-            (!subscriptions.is_empty()
+        |subscriptions| {
+            !subscriptions.is_empty()
                 && subscriptions
                     .iter()
-                    .all(|subscription| subscription["state"] == "granted"))
-            .then_some(())
+                    .all(|subscription| subscription["state"] == "granted")
         },
     )
     .await
@@ -1128,26 +1144,14 @@ pub async fn wait_for_granted_via_api(service: &Service, site_id: i64) {
 
 /// Waits, through the API, until the broker granted `filter` to the site's connection.
 pub async fn wait_for_granted_via_api_filter(service: &Service, site_id: i64, filter: &str) {
-    let client = service.client();
-    eventually(
-        Duration::from_secs(15),
+    wait_for_subscriptions(
+        service,
+        site_id,
         &format!("{filter} to be granted to site {site_id}"),
-        || async {
-            let connection: serde_json::Value = client
-                .get(service.url(&format!("/api/mqtt/connection/{site_id}/")))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            connection["subscriptions"]
-                .as_array()?
-                .iter()
-                .any(|subscription| {
-                    subscription["filter"] == filter && subscription["state"] == "granted"
-                })
-                .then_some(())
+        |subscriptions| {
+            subscriptions.iter().any(|subscription| {
+                subscription["filter"] == filter && subscription["state"] == "granted"
+            })
         },
     )
     .await
