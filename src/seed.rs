@@ -38,6 +38,8 @@ pub struct SiteSeed {
     /// (username, password)
     pub credentials: Option<(String, String)>,
     pub keepalive_secs: i32,
+    /// `"3.1.1"` or `"5"`.
+    pub protocol: String,
     /// Whether the connection is switched on. It is switched on only after the patterns are in,
     /// so a reconcile pass in between cannot start a client with nothing to subscribe to.
     pub connection_active: bool,
@@ -55,6 +57,7 @@ impl SiteSeed {
             client_id: format!("mqtt-supervisor-{slug}"),
             credentials: None,
             keepalive_secs: 30,
+            protocol: "3.1.1".into(),
             connection_active: true,
             patterns: Vec::new(),
         }
@@ -117,6 +120,7 @@ pub async fn seed_site(db: &DatabaseConnection, seed: &SiteSeed) -> Result<Seede
                 use_tls: Set(false),
                 ca_file: Set(None),
                 keepalive_secs: Set(seed.keepalive_secs),
+                protocol: Set(seed.protocol.clone()),
                 clean_session: Set(false),
                 is_active: Set(false),
                 status: Set("stopped".into()),

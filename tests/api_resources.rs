@@ -262,8 +262,12 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
             "client_cert_file",
             "client_key_file",
             "last_will",
+            "protocol",
+            "session_expiry_secs",
         ])
     );
+    assert_eq!(connection["protocol"], "3.1.1");
+    assert_eq!(connection["session_expiry_secs"], Value::Null);
     assert_eq!(connection["shards"], 1);
     assert_eq!(connection["client_cert_file"], Value::Null);
     assert_eq!(connection["last_will"], Value::Null);
@@ -325,6 +329,23 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
             json!({"site_id": other_site, "host": "h", "port": 1883, "client_id": ""}),
             "client_id",
         ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 1883, "protocol": "5.0"}),
+            "protocol",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 1883, "protocol": 5}),
+            "protocol",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 1883,
+                   "session_expiry_secs": 4_294_967_296_i64}),
+            "session_expiry_secs",
+        ),
+        (
+            json!({"site_id": other_site, "host": "h", "port": 1883, "session_expiry_secs": -1}),
+            "session_expiry_secs",
+        ),
     ] {
         let (status, error) = post(&service, "/api/mqtt/connections", body.clone()).await;
         assert_field_error(status, &error, field);
@@ -340,14 +361,44 @@ async fn a_site_has_one_connection_whose_password_is_never_returned() {
         "port: must be between 1 and 65535 (got 70000)"
     );
 
+    let (_, error) = post(
+        &service,
+        "/api/mqtt/connections",
+        json!({"site_id": other_site, "host": "h", "port": 1883, "protocol": "4"}),
+    )
+    .await;
+    assert_eq!(
+        error["error"]["message"],
+        "protocol: must be \"3.1.1\" or \"5\" (got \"4\")"
+    );
+
     let (status, created) = post(
         &service,
         "/api/mqtt/connections",
         json!({"site_id": other_site, "host": "broker", "port": 8883, "client_id": "mine",
-               "use_tls": true, "keepalive_secs": 60, "clean_session": true, "username": "u"}),
+               "use_tls": true, "keepalive_secs": 60, "clean_session": true, "username": "u",
+               "protocol": "5", "session_expiry_secs": 3600}),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["protocol"], "5");
+    assert_eq!(created["session_expiry_secs"], 3600);
+    let (status, changed) = patch(
+        &service,
+        &format!("/api/mqtt/connection/{other_site}/"),
+        json!({"session_expiry_secs": null}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{changed}");
+    assert_eq!(changed["session_expiry_secs"], Value::Null);
+    assert_eq!(changed["protocol"], "5");
+    let (status, error) = patch(
+        &service,
+        &format!("/api/mqtt/connection/{other_site}/"),
+        json!({"protocol": null}),
+    )
+    .await;
+    assert_field_error(status, &error, "protocol");
     assert_eq!(created["client_id"], "mine");
     assert_eq!(created["has_password"], false);
     assert_eq!(created["username"], "u");
@@ -721,6 +772,29 @@ async fn parsers_are_listed_tried_and_reloaded() {
         .expect("array")
         .iter()
         .any(|parser| parser["name"] == "relay_controller_v1" && parser["kind"] == "declarative"));
+
+    // MQTT 5 user properties as a message would carry them: the relay parser takes its time
+    // from "ts".
+    let (_, result) = post(
+        &service,
+        "/api/parsers/relay_controller_v1/test",
+        json!({"topic": "relayctl/ctl-1/relay/2", "pattern": "relayctl/{gateway}/relay/{channel}",
+               "payload": {"state": "on"}, "user_properties": {"ts": "2026-01-02T03:04:05Z"}}),
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(
+        result["output"]["dataloggers"][0]["ts"], "2026-01-02T03:04:05Z",
+        "{result}"
+    );
+    let (status, body) = post(
+        &service,
+        "/api/parsers/relay_controller_v1/test",
+        json!({"topic": "relayctl/ctl-1/relay/2", "payload": {"state": "on"},
+               "user_properties": {"ts": 5}}),
+    )
+    .await;
+    assert_field_error(status, &body, "user_properties.ts");
 
     std::fs::write(parsers_dir.join("broken.json"), "{ not json").expect("write broken parser");
     let (status, body) = post(&service, "/api/parsers/reload", json!({})).await;

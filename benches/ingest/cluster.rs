@@ -142,6 +142,7 @@ async fn failover(options: &Options, broker: &Broker) {
         broker.port,
         "failover",
         Some("failover/{gateway}/{datalogger}"),
+        "3.1.1",
     )
     .await;
     let mut times = Vec::new();
@@ -211,6 +212,7 @@ async fn rebalance(options: &Options, broker: &Broker) {
             broker.port,
             &format!("spread-{index}"),
             Some("spread/#"),
+            "3.1.1",
         )
         .await;
     }
@@ -254,7 +256,7 @@ async fn thousand_connections(options: &Options, broker: &Broker) {
         .map(|id| cluster_instance(&database_url, logs.path(), id))
         .collect();
     for index in 0..1000 {
-        seed_site(&db, broker.port, &format!("many-{index}"), None).await;
+        seed_site(&db, broker.port, &format!("many-{index}"), None, "3.1.1").await;
     }
     let started = Instant::now();
     mqtt_connection::Entity::update_many()

@@ -13,7 +13,7 @@ pub(crate) async fn connections(options: &Options, broker: &Broker) {
     );
     let db = Database::connect(database_url).await.expect("connect");
     for index in 0..1000 {
-        seed_site(&db, broker.port, &format!("fleet-{index}"), None).await;
+        seed_site(&db, broker.port, &format!("fleet-{index}"), None, "3.1.1").await;
     }
     let idle_rss = service.rss_megabytes();
     mqtt_connection::Entity::update_many()

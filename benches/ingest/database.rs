@@ -37,10 +37,12 @@ pub(crate) async fn seed_site(
     port: u16,
     slug: &str,
     pattern: Option<&str>,
+    protocol: &str,
 ) -> i32 {
     let mut site = SiteSeed::new(slug, "127.0.0.1", port);
     site.client_id = format!("bench-{slug}");
     site.keepalive_secs = 60;
+    site.protocol = protocol.into();
     site.connection_active = pattern.is_some();
     site.patterns = pattern
         .map(|pattern| PatternSeed::active(pattern, "datalogger_readings_v1"))

@@ -20,6 +20,7 @@ pub(crate) async fn end_to_end(options: &Options, broker: &Broker) -> f64 {
         broker.port,
         "bench",
         Some("bench/gateway/{gateway}/datalogger/{datalogger}"),
+        &options.protocol,
     )
     .await;
     wait_connected(&db, 1, Duration::from_secs(30)).await;

@@ -2,7 +2,7 @@
 //! ingests into a real database. Prints the figures recorded in docs/performance.md.
 //!
 //! `cargo bench --bench ingest -- [--messages N] [--database-url URL] [--skip-connections]
-//!  [--publishers N] [--broker-inflight N] [--service-config FILE]`, or
+//!  [--publishers N] [--broker-inflight N] [--service-config FILE] [--protocol 3.1.1|5]`, or
 //! `cargo bench --bench ingest -- --cluster [--cluster-kills N] [--cluster-messages N]
 //!  [--cluster-part failover|rebalance|connections|shards]...` for
 //! several instances on one PostgreSQL (failover, rebalancing, 1 000 connections, shards).
@@ -64,6 +64,8 @@ struct Options {
     broker_inflight: u16,
     /// MQTT connections the fleet publishes over: one per gateway unless told otherwise.
     publishers: usize,
+    /// The MQTT version of the service's connection in the end-to-end part: "3.1.1" or "5".
+    protocol: String,
 }
 
 fn options() -> Options {
@@ -78,6 +80,7 @@ fn options() -> Options {
         service_config: None,
         broker_inflight: 1000,
         publishers: GATEWAYS,
+        protocol: "3.1.1".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -102,6 +105,7 @@ fn options() -> Options {
                     .unwrap_or(options.cluster_messages)
             }
             "--service-config" => options.service_config = args.next(),
+            "--protocol" => options.protocol = args.next().unwrap_or(options.protocol),
             "--publishers" => {
                 options.publishers = args
                     .next()
@@ -136,8 +140,8 @@ async fn main() {
         }
     };
     println!(
-        "mqtt-supervisor ingest benchmark: {} messages, {DATALOGGERS} dataloggers on {GATEWAYS} gateways over {} publishing connections, database {}",
-        options.messages, options.publishers, options.database_url
+        "mqtt-supervisor ingest benchmark: {} messages, {DATALOGGERS} dataloggers on {GATEWAYS} gateways over {} publishing connections, database {}, the service's connection on MQTT {}",
+        options.messages, options.publishers, options.database_url, options.protocol
     );
     let broker = Broker::start(options.broker_inflight);
     if options.cluster {

@@ -9,6 +9,7 @@ mod m20261130_000004_connection_truth;
 mod m20261201_000007_cluster;
 mod m20261201_000008_client_certificate_and_will;
 mod m20261201_000009_audit_log;
+mod m20261202_000010_protocol;
 mod postgres_only;
 
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_cluster::Migration),
             Box::new(m20261201_000008_client_certificate_and_will::Migration),
             Box::new(m20261201_000009_audit_log::Migration),
+            Box::new(m20261202_000010_protocol::Migration),
         ]
     }
 }

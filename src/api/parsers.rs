@@ -19,7 +19,7 @@ use super::foreign_schemas::ParseOutputSchema;
 use super::{schema, topics};
 use crate::entity::mqtt_topic;
 use crate::parsers::{ParseOutput, ParserInfo};
-use crate::pipeline::prepare::{parse_payload, Outcome};
+use crate::pipeline::prepare::{parse_payload, Outcome, RawMessage};
 use crate::routing::TopicPattern;
 use crate::state::AppState;
 
@@ -38,6 +38,8 @@ pub struct TestRequest {
     /// stored pattern of this parser that matches.
     #[schema(schema_with = optional_pattern_schema)]
     pattern: Option<String>,
+    /// MQTT 5 user properties the message would carry, as name → value (default none).
+    user_properties: Option<BTreeMap<String, String>>,
 }
 
 /// What the dry run found: `output` when the payload parses, `errors` when it does not.
@@ -108,13 +110,21 @@ pub async fn test(
         Value::String(text) => text.clone().into_bytes(),
         other => other.to_string().into_bytes(),
     };
+    let user_properties: Vec<(String, String)> = body
+        .user_properties
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let outcome = parse_payload(
         &registry,
         &name,
-        &body.topic,
-        &captures,
-        &bytes,
-        Utc::now(),
+        &RawMessage {
+            topic: &body.topic,
+            captures: &captures,
+            payload: &bytes,
+            user_properties: &user_properties,
+            received_at: Utc::now(),
+        },
         state.config.pipeline.max_payload_bytes,
     );
     let (output, errors) = match outcome {

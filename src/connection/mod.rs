@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use live::{LiveConnection, LiveConnections};
-pub use settings::{ConnectionSettings, SettingsError, Will};
+pub use settings::{ConnectionSettings, Protocol, SettingsError, Will};
 pub use status::{ConnectionStatus, StatusReporter};
 pub use tls::{check_client_identity, TlsError};
 

@@ -9,21 +9,17 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use prometheus_client::metrics::counter::Counter;
-use rumqttc::{
-    ConnAck, ConnectReturnCode, ConnectionError, Event, Outgoing, Packet, Publish, QoS, SubAck,
-    SubscribeFilter, SubscribeReasonCode,
-};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{acknowledgement_of, Client};
+use super::client::{Client, ClientEvent, Failure, FilterRequest, Grant, Message};
 use super::journal::{LastMessageWrites, Level};
 use super::subscriptions::{Answer, Filters, SubscriptionBook};
 use super::{
     ConnectionContext, ConnectionSettings, ConnectionStatus, LiveSettings, StatusReporter,
 };
 use crate::delivery::{ack_channel, AckReceiver, AckRequest, AckSender};
-use crate::pipeline::{prepare, TrySendError};
+use crate::pipeline::{prepare, Arrival, TrySendError};
 use crate::routing::{RouteCache, SiteRoutes};
 use crate::telemetry::CONNECTION_TARGET;
 
@@ -89,7 +85,7 @@ pub(super) async fn run(
         settings.shard,
     );
     reporter.report(ConnectionStatus::Connecting, None).await;
-    let options = match settings.mqtt_options(context.inflight) {
+    let options = match settings.client_options(context.inflight) {
         Ok(options) => options,
         Err(error) => {
             // Settings that cannot work (an unreadable CA file) wait for the operator.
@@ -101,10 +97,8 @@ pub(super) async fn run(
             return;
         }
     };
-    let request_capacity = usize::from(context.inflight).max(64) * 2;
     let client = Client::new(
         options,
-        request_capacity,
         context.metrics.acknowledgements_waiting_gauge(site_id),
     );
     let wanted = live_settings.borrow_and_update().clone();
@@ -172,21 +166,21 @@ impl Session {
                     Flow::Continue
                 }
                 event = self.client.next_event() => match event {
-                    Ok(Event::Incoming(Packet::ConnAck(connack))) => {
-                        self.on_connected(&connack).await;
+                    Ok(ClientEvent::Connected { session_present }) => {
+                        self.on_connected(session_present).await;
                         Flow::Continue
                     }
-                    Ok(Event::Incoming(Packet::Publish(publish))) => self.on_messages(publish).await,
-                    Ok(Event::Outgoing(Outgoing::Subscribe(packet_id))) => {
+                    Ok(ClientEvent::Message(message)) => self.on_messages(message).await,
+                    Ok(ClientEvent::SubscribeSent { packet_id }) => {
                         self.subscriptions.sent(packet_id);
                         Flow::Continue
                     }
-                    Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                        self.on_subscription_answer(&suback).await;
+                    Ok(ClientEvent::SubscriptionAnswer { packet_id, grants }) => {
+                        self.on_subscription_answer(packet_id, grants).await;
                         Flow::Continue
                     }
-                    Ok(_) => Flow::Continue,
-                    Err(error) => self.on_connection_lost(error).await,
+                    Ok(ClientEvent::Other) => Flow::Continue,
+                    Err(failure) => self.on_connection_lost(failure).await,
                 },
             };
             if flow == Flow::Stop {
@@ -220,7 +214,7 @@ impl Session {
         }
     }
 
-    async fn on_connected(&mut self, connack: &ConnAck) {
+    async fn on_connected(&mut self, session_present: bool) {
         self.attempt = 0;
         self.connected = true;
         self.connected_at = Instant::now();
@@ -234,7 +228,7 @@ impl Session {
             self.absence_told = false;
             tracing::info!(target: CONNECTION_TARGET, site_id = self.site_id, away_secs = self.disconnected_since.elapsed().as_secs(), "the broker is reachable again");
         }
-        if self.persistent_session && self.had_session && !connack.session_present {
+        if self.persistent_session && self.had_session && !session_present {
             self.reporter
                 .note(
                     Level::Warning,
@@ -254,7 +248,7 @@ impl Session {
 
     /// Prepares a message and the rest of the bunch the client read with it, and queues them
     /// for the writer.
-    async fn on_messages(&mut self, first: Publish) -> Flow {
+    async fn on_messages(&mut self, first: Message) -> Flow {
         // Once per bunch: a reload of the parsers applies from the next one, and the bunch was
         // read from the socket at one time.
         let registry = self.context.parsers.current();
@@ -269,16 +263,24 @@ impl Session {
         self.reporter
             .messages_received(received_at, &mut self.last_message_writes);
         let mut next = Some(first);
-        while let Some(publish) = next.take() {
+        while let Some(message) = next.take() {
             self.received.inc();
-            let acknowledgement = acknowledgement_of(&publish);
-            let Publish { topic, payload, .. } = publish;
-            let matched = self.route_cache.route(&self.routes.router, &topic);
-            let mut prepared = prepare(
-                self.site_id,
+            let acknowledgement = message.acknowledgement();
+            let Message {
                 topic,
                 payload,
-                received_at,
+                user_properties,
+                ..
+            } = message;
+            let matched = self.route_cache.route(&self.routes.router, &topic);
+            let mut prepared = prepare(
+                Arrival {
+                    site_id: self.site_id,
+                    topic,
+                    payload,
+                    user_properties,
+                    received_at,
+                },
                 matched.as_deref(),
                 &registry,
                 &self.context.limits,
@@ -299,27 +301,19 @@ impl Session {
                 // with the broker.
                 return Flow::Stop;
             }
-            next = self.client.next_read_publish();
+            next = self.client.next_read_message();
         }
         Flow::Continue
     }
 
-    async fn on_subscription_answer(&mut self, suback: &SubAck) {
-        let granted: Vec<Option<u8>> = suback
-            .return_codes
-            .iter()
-            .map(|code| match code {
-                SubscribeReasonCode::Success(qos) => Some(*qos as u8),
-                SubscribeReasonCode::Failure => None,
-            })
-            .collect();
-        let answers = self.subscriptions.answered(suback.pkid, &granted);
+    async fn on_subscription_answer(&mut self, packet_id: u16, grants: Vec<Grant>) {
+        let answers = self.subscriptions.answered(packet_id, &grants);
         if answers.is_empty() {
             return;
         }
         for answer in answers {
             match answer {
-                Answer::Refused { filter } => {
+                Answer::Refused { filter, reason } => {
                     // Told to Sentry once per filter until it is granted or dropped; the
                     // connection log hears of every refusal.
                     let level = if self.refusals_told.insert(filter.clone()) {
@@ -327,13 +321,16 @@ impl Session {
                     } else {
                         Level::Warning
                     };
+                    let reason = reason
+                        .map(|reason| format!(": {reason}"))
+                        .unwrap_or_default();
                     self.reporter
                         .note(
                             level,
                             "subscription_refused",
                             &format!(
-                                "the broker refused the subscription to '{filter}' (check its \
-                                 ACL): nothing arrives on it"
+                                "the broker refused the subscription to '{filter}'{reason} \
+                                 (check its ACL): nothing arrives on it"
                             ),
                         )
                         .await;
@@ -388,7 +385,7 @@ impl Session {
     }
 
     /// Reports the loss and waits before the client tries again.
-    async fn on_connection_lost(&mut self, error: ConnectionError) -> Flow {
+    async fn on_connection_lost(&mut self, failure: Failure) -> Flow {
         if self.connected {
             self.disconnected_since = Instant::now();
         }
@@ -399,7 +396,7 @@ impl Session {
         // where their packet ids may name other messages.
         self.generation += 1;
         self.client.forget_acknowledgements();
-        let (status, message) = classify(&error);
+        let (status, message) = classify(failure);
         let message_for_alert = message.clone();
         // Made on the first loss, so a site that never lost its connection shows none.
         self.context.metrics.reconnects_counter(self.site_id).inc();
@@ -455,7 +452,10 @@ impl Session {
             let filters = change
                 .subscribe
                 .iter()
-                .map(|(filter, qos)| SubscribeFilter::new(filter.clone(), to_qos(*qos)))
+                .map(|(filter, qos)| FilterRequest {
+                    filter: filter.clone(),
+                    qos: *qos,
+                })
                 .collect();
             match self.client.subscribe(filters) {
                 Ok(()) => self.subscriptions.requested(&change.subscribe),
@@ -503,33 +503,14 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
     }
 }
 
-fn to_qos(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        2 => QoS::ExactlyOnce,
-        _ => QoS::AtLeastOnce,
-    }
-}
-
 /// A refused login will not fix itself by retrying quickly; everything else might.
-fn classify(error: &ConnectionError) -> (ConnectionStatus, String) {
-    match error {
-        ConnectionError::ConnectionRefused(code) => {
-            let reason = match code {
-                ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                ConnectReturnCode::NotAuthorized => "not authorised",
-                ConnectReturnCode::BadClientId => "client id rejected",
-                ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
-                ConnectReturnCode::ServiceUnavailable => "service unavailable",
-                ConnectReturnCode::Success => "refused",
-            };
-            (
-                ConnectionStatus::Error,
-                format!("broker refused the connection: {reason}"),
-            )
-        }
-        other => (ConnectionStatus::Reconnecting, other.to_string()),
-    }
+fn classify(failure: Failure) -> (ConnectionStatus, String) {
+    let status = if failure.refused {
+        ConnectionStatus::Error
+    } else {
+        ConnectionStatus::Reconnecting
+    };
+    (status, failure.message)
 }
 
 fn report_invalid_patterns(site_id: i32, routes: &SiteRoutes) {
@@ -543,24 +524,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refused_login_is_an_error_and_a_lost_network_a_reconnect() {
-        let (status, message) = classify(&ConnectionError::ConnectionRefused(
-            ConnectReturnCode::BadUserNamePassword,
-        ));
-        assert_eq!(status, ConnectionStatus::Error);
+    fn a_refusal_is_an_error_and_a_lost_network_a_reconnect() {
+        let refused = Failure {
+            refused: true,
+            message: "broker refused the connection: bad user name or password".into(),
+        };
         assert_eq!(
-            message,
-            "broker refused the connection: bad user name or password"
+            classify(refused),
+            (
+                ConnectionStatus::Error,
+                "broker refused the connection: bad user name or password".to_string()
+            )
         );
-        let (status, _) = classify(&ConnectionError::FlushTimeout);
-        assert_eq!(status, ConnectionStatus::Reconnecting);
-    }
-
-    #[test]
-    fn quality_of_service_levels_map_to_the_client_and_default_to_one() {
-        assert_eq!(to_qos(0), QoS::AtMostOnce);
-        assert_eq!(to_qos(1), QoS::AtLeastOnce);
-        assert_eq!(to_qos(2), QoS::ExactlyOnce);
-        assert_eq!(to_qos(9), QoS::AtLeastOnce);
+        let lost = Failure {
+            refused: false,
+            message: "I/O: connection reset".into(),
+        };
+        assert_eq!(classify(lost).0, ConnectionStatus::Reconnecting);
     }
 }

@@ -5,11 +5,43 @@ use std::time::Duration;
 use rumqttc::{LastWill, MqttOptions, QoS, Transport};
 use serde::{Deserialize, Serialize};
 
+use super::client::ClientOptions;
 use super::tls::{client_configuration, TlsError};
 use crate::entity::mqtt_connection;
 use crate::secrets::{SecretError, Secrets};
 
 const OUTGOING_INFLIGHT: u16 = 8;
+/// The largest message accepted from the broker.
+const MAX_INCOMING_PACKET_BYTES: usize = 16 * 1024 * 1024;
+const MAX_OUTGOING_PACKET_BYTES: usize = 1024 * 1024;
+
+/// The MQTT version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    V3_1_1,
+    V5,
+}
+
+impl Protocol {
+    /// The names the API and the database use.
+    pub const NAMES: [&'static str; 2] = ["3.1.1", "5"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V3_1_1 => "3.1.1",
+            Protocol::V5 => "5",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Protocol> {
+        match name {
+            "3.1.1" => Some(Protocol::V3_1_1),
+            "5" => Some(Protocol::V5),
+            _ => None,
+        }
+    }
+}
 
 /// Everything that, when changed, needs a new session (and so a restart of the client).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +65,10 @@ pub struct ConnectionSettings {
     pub client_key_file: Option<String>,
     /// What the broker publishes for us when our session dies without a DISCONNECT.
     pub last_will: Option<Will>,
+    pub protocol: Protocol,
+    /// MQTT 5: how long the broker keeps a persistent session after we leave; `None` asks
+    /// for "never expires".
+    pub session_expiry_secs: Option<u32>,
 }
 
 /// A last will as stored on the connection (`last_will` column and API field).
@@ -64,6 +100,10 @@ pub enum SettingsError {
     Tls(#[from] TlsError),
     #[error("the stored last will cannot be read: {0}")]
     Will(String),
+    #[error("protocol \"{0}\" is not one of \"3.1.1\" or \"5\"")]
+    Protocol(String),
+    #[error("session_expiry_secs {0} is outside 0..=4294967295")]
+    SessionExpiry(i64),
     #[error(transparent)]
     Secret(#[from] SecretError),
 }
@@ -108,6 +148,12 @@ impl ConnectionSettings {
                 .map(serde_json::from_value)
                 .transpose()
                 .map_err(|error| SettingsError::Will(error.to_string()))?,
+            protocol: Protocol::parse(&row.protocol)
+                .ok_or_else(|| SettingsError::Protocol(row.protocol.clone()))?,
+            session_expiry_secs: row
+                .session_expiry_secs
+                .map(|secs| u32::try_from(secs).map_err(|_| SettingsError::SessionExpiry(secs)))
+                .transpose()?,
         })
     }
 
@@ -131,38 +177,103 @@ impl ConnectionSettings {
 
     /// Client options with manual acknowledgements: the pipeline acks only after commit.
     /// `inflight` is the broker's window of unacknowledged messages to us; it sizes the request
-    /// queue that carries our acknowledgements.
-    pub fn mqtt_options(&self, inflight: u16) -> Result<MqttOptions, SettingsError> {
-        let mut options = MqttOptions::new(self.broker_client_id(), self.host.clone(), self.port);
-        options
-            .set_keep_alive(Duration::from_secs(u64::from(self.keepalive_secs)))
-            .set_clean_session(self.clean_session)
-            .set_manual_acks(true)
-            // This bounds our own outgoing publishes, of which there are none; the client keeps
-            // a slot array of this size per connection, so a large value costs memory for nothing.
-            .set_inflight(OUTGOING_INFLIGHT)
-            .set_max_packet_size(16 * 1024 * 1024, 1024 * 1024)
-            .set_request_channel_capacity(usize::from(inflight).max(64) * 2);
-        if let Some(username) = &self.username {
-            options.set_credentials(username.clone(), self.password.clone().unwrap_or_default());
-        }
-        if let Some(will) = &self.last_will {
-            options.set_last_will(LastWill::new(
-                will.topic.clone(),
-                will.payload.clone().into_bytes(),
-                qos_of(will.qos),
-                will.retain,
-            ));
-        }
-        if self.use_tls {
-            let configuration = client_configuration(
+    /// queue that carries our acknowledgements and, on MQTT 5, is the receive maximum the
+    /// broker must keep to.
+    pub fn client_options(&self, inflight: u16) -> Result<ClientOptions, SettingsError> {
+        let tls = if self.use_tls {
+            Some(client_configuration(
                 self.ca_file.as_deref(),
                 self.client_cert_file.as_deref(),
                 self.client_key_file.as_deref(),
-            )?;
-            options.set_transport(Transport::tls_with_config(configuration));
+            )?)
+        } else {
+            None
+        };
+        let request_capacity = usize::from(inflight).max(64) * 2;
+        let keep_alive = Duration::from_secs(u64::from(self.keepalive_secs));
+        match self.protocol {
+            Protocol::V3_1_1 => {
+                let mut options =
+                    MqttOptions::new(self.broker_client_id(), self.host.clone(), self.port);
+                options
+                    .set_keep_alive(keep_alive)
+                    .set_clean_session(self.clean_session)
+                    .set_manual_acks(true)
+                    // This bounds our own outgoing publishes, of which there are none; the client
+                    // keeps a slot array of this size per connection, so a large value costs
+                    // memory for nothing.
+                    .set_inflight(OUTGOING_INFLIGHT)
+                    .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES)
+                    .set_request_channel_capacity(request_capacity);
+                if let Some(username) = &self.username {
+                    options.set_credentials(
+                        username.clone(),
+                        self.password.clone().unwrap_or_default(),
+                    );
+                }
+                if let Some(will) = &self.last_will {
+                    options.set_last_will(LastWill::new(
+                        will.topic.clone(),
+                        will.payload.clone().into_bytes(),
+                        qos_of(will.qos),
+                        will.retain,
+                    ));
+                }
+                if let Some(configuration) = tls {
+                    options.set_transport(Transport::tls_with_config(configuration));
+                }
+                Ok(ClientOptions::V3_1_1(Box::new(options)))
+            }
+            Protocol::V5 => {
+                use rumqttc::v5::mqttbytes::v5::LastWill as LastWillV5;
+                use rumqttc::v5::mqttbytes::QoS as QoSV5;
+                let mut options = rumqttc::v5::MqttOptions::new(
+                    self.broker_client_id(),
+                    self.host.clone(),
+                    self.port,
+                );
+                // A persistent session must outlive the network connection: MQTT 5 ends it at
+                // once unless an expiry interval says otherwise.
+                let session_expiry = if self.clean_session {
+                    None
+                } else {
+                    Some(self.session_expiry_secs.unwrap_or(u32::MAX))
+                };
+                options
+                    .set_keep_alive(keep_alive)
+                    .set_clean_start(self.clean_session)
+                    .set_session_expiry_interval(session_expiry)
+                    .set_receive_maximum(Some(inflight.max(1)))
+                    .set_max_packet_size(Some(MAX_INCOMING_PACKET_BYTES as u32))
+                    .set_manual_acks(true)
+                    .set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT)
+                    .set_request_channel_capacity(request_capacity);
+                if let Some(username) = &self.username {
+                    options.set_credentials(
+                        username.clone(),
+                        self.password.clone().unwrap_or_default(),
+                    );
+                }
+                if let Some(will) = &self.last_will {
+                    let qos = match will.qos {
+                        0 => QoSV5::AtMostOnce,
+                        2 => QoSV5::ExactlyOnce,
+                        _ => QoSV5::AtLeastOnce,
+                    };
+                    options.set_last_will(LastWillV5::new(
+                        will.topic.clone(),
+                        will.payload.clone().into_bytes(),
+                        qos,
+                        will.retain,
+                        None,
+                    ));
+                }
+                if let Some(configuration) = tls {
+                    options.set_transport(Transport::tls_with_config(configuration));
+                }
+                Ok(ClientOptions::V5(Box::new(options)))
+            }
         }
-        Ok(options)
     }
 }
 
@@ -171,5 +282,81 @@ fn qos_of(level: u8) -> QoS {
         0 => QoS::AtMostOnce,
         2 => QoS::ExactlyOnce,
         _ => QoS::AtLeastOnce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(protocol: Protocol, clean_session: bool) -> ConnectionSettings {
+        ConnectionSettings {
+            connection_id: 1,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            username: None,
+            password: None,
+            client_id: "supervisor".into(),
+            use_tls: false,
+            ca_file: None,
+            keepalive_secs: 30,
+            clean_session,
+            shard: 1,
+            shards: 2,
+            client_cert_file: None,
+            client_key_file: None,
+            last_will: None,
+            protocol,
+            session_expiry_secs: None,
+        }
+    }
+
+    #[test]
+    fn protocol_names_round_trip_and_nothing_else_is_one() {
+        for name in Protocol::NAMES {
+            assert_eq!(Protocol::parse(name).map(Protocol::as_str), Some(name));
+        }
+        assert_eq!(Protocol::parse("5.0"), None);
+        assert_eq!(Protocol::parse("3"), None);
+        assert_eq!(Protocol::default(), Protocol::V3_1_1);
+    }
+
+    #[test]
+    fn an_mqtt5_persistent_session_outlives_the_connection_and_flow_control_fits_the_pipeline() {
+        let Ok(ClientOptions::V5(options)) = settings(Protocol::V5, false).client_options(500)
+        else {
+            panic!("MQTT 5 options expected");
+        };
+        assert!(!options.clean_start());
+        assert_eq!(options.session_expiry_interval(), Some(u32::MAX));
+        assert_eq!(options.receive_maximum(), Some(500));
+        assert_eq!(options.client_id(), "supervisor-1");
+        assert!(options.manual_acks());
+
+        let mut expiring = settings(Protocol::V5, false);
+        expiring.session_expiry_secs = Some(3600);
+        let Ok(ClientOptions::V5(options)) = expiring.client_options(500) else {
+            panic!("MQTT 5 options expected");
+        };
+        assert_eq!(options.session_expiry_interval(), Some(3600));
+
+        let Ok(ClientOptions::V5(options)) = settings(Protocol::V5, true).client_options(500)
+        else {
+            panic!("MQTT 5 options expected");
+        };
+        assert!(options.clean_start());
+        assert_eq!(options.session_expiry_interval(), None);
+    }
+
+    #[test]
+    fn mqtt311_options_keep_the_session_unless_asked_not_to() {
+        let Ok(ClientOptions::V3_1_1(options)) =
+            settings(Protocol::V3_1_1, false).client_options(500)
+        else {
+            panic!("MQTT 3.1.1 options expected");
+        };
+        assert!(!options.clean_session());
+        assert!(options.manual_acks());
+        assert_eq!(options.request_channel_capacity(), 1000);
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use super::client::Grant;
 use crate::events::{Subscription, SubscriptionState};
 
 /// Filters with the QoS asked for each.
@@ -31,6 +32,8 @@ pub enum Answer {
     },
     Refused {
         filter: String,
+        /// The broker's reason, where the protocol carries one (MQTT 5).
+        reason: Option<String>,
     },
 }
 
@@ -90,14 +93,14 @@ impl SubscriptionBook {
         }
     }
 
-    /// The broker's SUBACK: one granted QoS (or `None`, refused) per filter of the request, in
-    /// its order. Returns what changed.
-    pub fn answered(&mut self, packet_id: u16, granted: &[Option<u8>]) -> Vec<Answer> {
+    /// The broker's SUBACK: one grant per filter of the request, in its order. Returns what
+    /// changed.
+    pub fn answered(&mut self, packet_id: u16, grants: &[Grant]) -> Vec<Answer> {
         let Some(filters) = self.awaiting_answer.remove(&packet_id) else {
             return Vec::new();
         };
         let mut answers = Vec::new();
-        for (filter, granted) in filters.into_iter().zip(granted) {
+        for (filter, grant) in filters.into_iter().zip(grants) {
             // Removed or asked again meanwhile: a later answer speaks for it.
             let Some(subscription) = self.filters.get_mut(&filter) else {
                 continue;
@@ -105,8 +108,8 @@ impl SubscriptionBook {
             if subscription.state != SubscriptionState::Pending {
                 continue;
             }
-            match granted {
-                Some(qos) => {
+            match grant {
+                Grant::Granted(qos) => {
                     subscription.state = SubscriptionState::Granted;
                     subscription.granted_qos = Some(*qos);
                     answers.push(Answer::Granted {
@@ -115,10 +118,13 @@ impl SubscriptionBook {
                         granted: *qos,
                     });
                 }
-                None => {
+                Grant::Refused(reason) => {
                     subscription.state = SubscriptionState::Refused;
                     subscription.granted_qos = None;
-                    answers.push(Answer::Refused { filter });
+                    answers.push(Answer::Refused {
+                        filter,
+                        reason: reason.clone(),
+                    });
                 }
             }
         }
@@ -195,7 +201,7 @@ mod tests {
         book.sent(8);
         // Answers may come in any order; each names its request by packet id.
         assert_eq!(
-            book.answered(8, &[Some(1)]),
+            book.answered(8, &[Grant::Granted(1)]),
             vec![Answer::Granted {
                 filter: "c".into(),
                 asked: 2,
@@ -203,7 +209,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            book.answered(7, &[Some(1), None]),
+            book.answered(7, &[Grant::Granted(1), Grant::Refused(None)]),
             vec![
                 Answer::Granted {
                     filter: "a/+".into(),
@@ -211,7 +217,8 @@ mod tests {
                     granted: 1
                 },
                 Answer::Refused {
-                    filter: "secret/#".into()
+                    filter: "secret/#".into(),
+                    reason: None,
                 }
             ]
         );
@@ -225,7 +232,7 @@ mod tests {
         );
         assert_eq!(refused(&book), vec!["secret/#".to_string()]);
         // An answer nobody waits for changes nothing.
-        assert!(book.answered(9, &[Some(0)]).is_empty());
+        assert!(book.answered(9, &[Grant::Granted(0)]).is_empty());
     }
 
     #[test]
@@ -234,12 +241,12 @@ mod tests {
         book.requested(&[("a".into(), 1)]);
         book.sent(1);
         book.start_over();
-        assert!(book.answered(1, &[Some(1)]).is_empty());
+        assert!(book.answered(1, &[Grant::Granted(1)]).is_empty());
         let wanted = filters(&[("a", 1)]);
         assert_eq!(book.change_to(&wanted).subscribe, vec![("a".into(), 1)]);
         book.requested(&[("a".into(), 1)]);
         book.sent(1);
-        assert_eq!(book.answered(1, &[None]).len(), 1);
+        assert_eq!(book.answered(1, &[Grant::Refused(None)]).len(), 1);
         assert_eq!(refused(&book), vec!["a".to_string()]);
     }
 
@@ -249,7 +256,11 @@ mod tests {
         book.requested(&[("a".into(), 1), ("b".into(), 1)]);
         book.sent(3);
         book.removed("b");
-        assert_eq!(book.answered(3, &[Some(1), Some(1)]).len(), 1);
+        assert_eq!(
+            book.answered(3, &[Grant::Granted(1), Grant::Granted(1)])
+                .len(),
+            1
+        );
         assert_eq!(book.list().len(), 1);
     }
 }

@@ -203,6 +203,7 @@ mod tests {
                         topic: "t",
                         captures: &captures,
                         payload: &value,
+                        user_properties: &[],
                         received_at: Utc::now(),
                     })
                     .is_ok()

@@ -40,6 +40,11 @@ pub struct Model {
     pub client_key_file: Option<String>,
     /// `{"topic", "payload", "qos", "retain"}` the broker publishes when the session dies.
     pub last_will: Option<Json>,
+    /// `"3.1.1"` or `"5"`.
+    pub protocol: String,
+    /// MQTT 5: how long the broker keeps a persistent session after we leave; null: as long
+    /// as it can (the protocol's "never expires").
+    pub session_expiry_secs: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

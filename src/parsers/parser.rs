@@ -16,6 +16,9 @@ pub struct ParseInput<'a> {
     /// Named single-level captures of the topic pattern, e.g. `{gateway}` → `"gw-01"`.
     pub captures: &'a BTreeMap<String, String>,
     pub payload: &'a Value,
+    /// MQTT 5 user properties in the order sent (empty on 3.1.1): a declarative parser may take
+    /// an identifier or the timestamp from one.
+    pub user_properties: &'a [(String, String)],
     pub received_at: DateTime<Utc>,
 }
 

@@ -154,6 +154,7 @@ mod tests {
             topic: "t",
             captures: &captures,
             payload: &payload,
+            user_properties: &[],
             received_at: received_at(),
         };
         let err = Registry::builtin().parse("nope_v9", &input).unwrap_err();

@@ -31,6 +31,7 @@ pub(crate) fn run(
         topic,
         captures: &captures,
         payload,
+        user_properties: &[],
         received_at: received_at(),
     })
 }

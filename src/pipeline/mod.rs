@@ -9,5 +9,5 @@ pub mod prepare;
 pub mod replay;
 pub mod writer;
 
-pub use prepare::{prepare, Limits, Outcome, Prepared};
+pub use prepare::{prepare, Arrival, Limits, Outcome, Prepared, RawMessage};
 pub use writer::{spawn_writer, TrySendError, WriterContext, WriterHandle};

@@ -51,26 +51,54 @@ impl Prepared {
     }
 }
 
+/// One message as it arrived from the broker.
+#[derive(Debug)]
+pub struct Arrival {
+    pub site_id: i32,
+    pub topic: String,
+    pub payload: Bytes,
+    /// MQTT 5 user properties; empty on 3.1.1 and in a replay (they are not stored).
+    pub user_properties: Vec<(String, String)>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A message's parts as a parser needs them, before its payload is decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMessage<'a> {
+    pub topic: &'a str,
+    pub captures: &'a std::collections::BTreeMap<String, String>,
+    pub payload: &'a [u8],
+    pub user_properties: &'a [(String, String)],
+    pub received_at: DateTime<Utc>,
+}
+
 /// `matched` is the topic's route, from `Router::route` or a `RouteCache`.
 pub fn prepare(
-    site_id: i32,
-    topic: String,
-    payload: Bytes,
-    received_at: DateTime<Utc>,
+    arrival: Arrival,
     matched: Option<&RouteMatch>,
     registry: &Arc<Registry>,
     limits: &Limits,
 ) -> Prepared {
+    let Arrival {
+        site_id,
+        topic,
+        payload,
+        user_properties,
+        received_at,
+    } = arrival;
     let (route, outcome) = match matched {
         None => (None, Outcome::Unrouted),
         Some(matched) => {
             let outcome = parse_payload(
                 registry,
                 &matched.parser,
-                &topic,
-                &matched.captures,
-                &payload,
-                received_at,
+                &RawMessage {
+                    topic: &topic,
+                    captures: &matched.captures,
+                    payload: &payload,
+                    user_properties: &user_properties,
+                    received_at,
+                },
                 limits.max_payload_bytes,
             );
             (Some((matched.topic_id, matched.parser.clone())), outcome)
@@ -91,12 +119,16 @@ pub fn prepare(
 pub fn parse_payload(
     registry: &Registry,
     parser: &str,
-    topic: &str,
-    captures: &std::collections::BTreeMap<String, String>,
-    payload: &[u8],
-    received_at: DateTime<Utc>,
+    message: &RawMessage<'_>,
     max_payload_bytes: usize,
 ) -> Outcome {
+    let RawMessage {
+        topic,
+        captures,
+        payload,
+        user_properties,
+        received_at,
+    } = *message;
     let Some(parser) = registry.get(parser) else {
         return Outcome::Failed {
             error: format!("unknown parser '{parser}': add it to the parsers folder or change the topic pattern"),
@@ -124,6 +156,7 @@ pub fn parse_payload(
         topic,
         captures,
         payload: &value,
+        user_properties,
         received_at,
     };
     match parser.parse(&input) {
@@ -157,10 +190,13 @@ mod tests {
 
     fn prepared(routes: &SiteRoutes, topic: &str, payload: Vec<u8>) -> Prepared {
         prepare(
-            1,
-            topic.into(),
-            payload.into(),
-            Utc::now(),
+            Arrival {
+                site_id: 1,
+                topic: topic.into(),
+                payload: payload.into(),
+                user_properties: Vec::new(),
+                received_at: Utc::now(),
+            },
             routes.router.route(topic).as_ref(),
             &Arc::new(Registry::builtin()),
             &LIMITS,

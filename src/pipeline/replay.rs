@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::notify::events;
 use super::persist::{persist, BatchKind, WriteCache};
-use super::{prepare, Limits, Outcome};
+use super::{prepare, Arrival, Limits, Outcome};
 use crate::entity::{mqtt_parsing_log, mqtt_topic};
 use crate::events::Hub;
 use crate::parsers::{ParseOutput, Registry};
@@ -44,10 +44,13 @@ pub async fn replay(
         .collect();
     let routes = SiteRoutes::build(&topics, None);
     let prepared = prepare(
-        log.site_id,
-        log.topic.clone(),
-        log.payload.clone().into(),
-        log.received_at,
+        Arrival {
+            site_id: log.site_id,
+            topic: log.topic.clone(),
+            payload: log.payload.clone().into(),
+            user_properties: Vec::new(),
+            received_at: log.received_at,
+        },
         routes.router.route(&log.topic).as_ref(),
         registry,
         limits,

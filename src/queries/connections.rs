@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 use utoipa::ToSchema;
 
-use crate::connection::{ConnectionStatus, Will};
+use crate::connection::{ConnectionStatus, Protocol, Will};
 use crate::entity::mqtt_connection;
 use crate::events::Subscription;
 use crate::supervisor::SupervisorHandle;
@@ -76,6 +76,13 @@ pub struct ConnectionResponse {
     /// What the broker publishes when the service's session dies, or null.
     #[schema(required, value_type = Option<Will>)]
     pub last_will: Option<Will>,
+    /// `"3.1.1"` or `"5"`.
+    #[schema(schema_with = protocol_schema)]
+    pub protocol: String,
+    /// MQTT 5: how long the broker keeps the persistent session after the service leaves;
+    /// null: as long as it can.
+    #[schema(required, minimum = 0, maximum = 4_294_967_295_i64)]
+    pub session_expiry_secs: Option<i64>,
 }
 
 /// One shard of a connection.
@@ -88,6 +95,13 @@ pub struct ShardOwnerResponse {
     pub status: String,
     #[schema(required)]
     pub last_error: Option<String>,
+}
+
+fn protocol_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(Protocol::NAMES))
+        .build()
 }
 
 fn status_schema() -> Object {
@@ -146,6 +160,8 @@ impl ConnectionResponse {
                 .last_will
                 .clone()
                 .and_then(|value| serde_json::from_value(value).ok()),
+            protocol: model.protocol.clone(),
+            session_expiry_secs: model.session_expiry_secs,
             id: model.id,
             site_id: model.site_id,
             host: model.host,

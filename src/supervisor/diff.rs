@@ -77,6 +77,8 @@ mod tests {
             client_cert_file: None,
             client_key_file: None,
             last_will: None,
+            protocol: crate::connection::Protocol::V3_1_1,
+            session_expiry_secs: None,
             connection_id: site_id * 10,
             host: "127.0.0.1".into(),
             port: 1883,

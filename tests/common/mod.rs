@@ -98,6 +98,12 @@ pub fn broker() -> (String, u16) {
     )
 }
 
+/// The MQTT version the tests' connections speak: `TEST_MQTT_PROTOCOL` ("3.1.1" by default, or
+/// "5"), so the same connection scenarios run on both.
+pub fn protocol() -> String {
+    std::env::var("TEST_MQTT_PROTOCOL").unwrap_or_else(|_| "3.1.1".into())
+}
+
 pub struct ServiceOptions {
     pub reconcile_secs: u64,
     pub token: Option<String>,
@@ -338,6 +344,7 @@ pub async fn create_site(service: &Service, active: bool) -> (i64, String) {
             "port": port,
             "client_id": unique_name("supervisor"),
             "is_active": active,
+            "protocol": protocol(),
         }))
         .send()
         .await
@@ -839,6 +846,7 @@ pub async fn seed_test_site(
     site.client_id = unique_name("supervisor");
     site.credentials = credentials.map(|(user, password)| (user.to_string(), password.to_string()));
     site.keepalive_secs = 10;
+    site.protocol = protocol();
     site.connection_active = active;
     site.patterns = patterns
         .iter()

@@ -135,6 +135,7 @@ impl TryFrom<Value> for PayloadSchema {
 pub(crate) enum IdSource {
     Capture(String),
     Pointer(String),
+    UserProperty(String),
     Literal(String),
 }
 
@@ -148,33 +149,48 @@ struct SourceKeys {
     #[serde(default, deserialize_with = "given")]
     pointer: Option<JsonPointer>,
     #[serde(default, deserialize_with = "given")]
+    user_property: Option<NonEmptyText>,
+    #[serde(default, deserialize_with = "given")]
     value: Option<NonEmptyText>,
 }
 
 impl TryFrom<SourceKeys> for IdSource {
     type Error = String;
     fn try_from(keys: SourceKeys) -> Result<Self, String> {
-        match (keys.capture, keys.pointer, keys.value) {
-            (Some(capture), None, None) => Ok(IdSource::Capture(capture.0)),
-            (None, Some(pointer), None) => Ok(IdSource::Pointer(pointer.0)),
-            (None, None, Some(value)) => Ok(IdSource::Literal(value.0)),
-            (None, None, None) => Err(SOURCE_NEEDS_A_KEY.to_owned()),
-            (capture, pointer, value) => Err(sources_at_once(
-                capture.is_some(),
-                pointer.is_some(),
-                value.is_some(),
-            )),
+        let present: Vec<&str> = [
+            ("capture", keys.capture.is_some()),
+            ("pointer", keys.pointer.is_some()),
+            ("user_property", keys.user_property.is_some()),
+            ("value", keys.value.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, given)| given.then_some(key))
+        .collect();
+        if present.len() > 1 {
+            return Err(sources_at_once(&present));
+        }
+        if let Some(capture) = keys.capture {
+            Ok(IdSource::Capture(capture.0))
+        } else if let Some(pointer) = keys.pointer {
+            Ok(IdSource::Pointer(pointer.0))
+        } else if let Some(name) = keys.user_property {
+            Ok(IdSource::UserProperty(name.0))
+        } else if let Some(value) = keys.value {
+            Ok(IdSource::Literal(value.0))
+        } else {
+            Err(SOURCE_NEEDS_A_KEY.to_owned())
         }
     }
 }
 
-pub(crate) const SOURCE_NEEDS_A_KEY: &str = "needs one of the keys capture, pointer or value";
+/// The keys of a source, in the order messages name them.
+pub(crate) const SOURCE_KEYS: [&str; 4] = ["capture", "pointer", "user_property", "value"];
 
-pub(crate) fn sources_at_once(capture: bool, pointer: bool, value: bool) -> String {
-    let present: Vec<&str> = [("capture", capture), ("pointer", pointer), ("value", value)]
-        .into_iter()
-        .filter_map(|(key, given)| given.then_some(key))
-        .collect();
+pub(crate) const SOURCE_NEEDS_A_KEY: &str =
+    "needs one of the keys capture, pointer, user_property or value";
+
+/// `present`: the source keys given, in the order of [`SOURCE_KEYS`].
+pub(crate) fn sources_at_once(present: &[&str]) -> String {
     format!(
         "has {} at once; use exactly one, or a list of sources to try in order",
         present.join(" and ")
@@ -221,16 +237,46 @@ impl<'de> Deserialize<'de> for IdSources {
 }
 
 pub(crate) const SOURCES_EXPECTED: &str = "a source such as {\"capture\": \"gateway\"}, \
-     {\"pointer\": \"/id\"} or {\"value\": \"site-a\"}, or a non-empty list of them tried in order";
+     {\"pointer\": \"/id\"}, {\"user_property\": \"device\"} or {\"value\": \"site-a\"}, or a \
+     non-empty list of them tried in order";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TimestampKeys")]
 pub(crate) struct TimestampDefinition {
+    /// Tried first: a device's own clock sent beside the payload (MQTT 5).
+    pub user_property: Option<String>,
+    pub pointer: Option<JsonPointer>,
+    pub format: TimestampFormat,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimestampKeys {
     #[serde(rename = "$comment", default)]
     _comment: Option<IgnoredAny>,
-    pub pointer: JsonPointer,
+    #[serde(default, deserialize_with = "given")]
+    pointer: Option<JsonPointer>,
+    #[serde(default, deserialize_with = "given")]
+    user_property: Option<NonEmptyText>,
     #[serde(default)]
-    pub format: TimestampFormat,
+    format: TimestampFormat,
+}
+
+pub(crate) const TIMESTAMP_NEEDS_A_KEY: &str =
+    "needs pointer (a payload field), user_property (an MQTT 5 user property) or both";
+
+impl TryFrom<TimestampKeys> for TimestampDefinition {
+    type Error = &'static str;
+    fn try_from(keys: TimestampKeys) -> Result<Self, &'static str> {
+        if keys.pointer.is_none() && keys.user_property.is_none() {
+            return Err(TIMESTAMP_NEEDS_A_KEY);
+        }
+        Ok(TimestampDefinition {
+            user_property: keys.user_property.map(|name| name.0),
+            pointer: keys.pointer,
+            format: keys.format,
+        })
+    }
 }
 
 /// One sensor mapping.
@@ -392,7 +438,7 @@ mod tests {
             ]
         );
         let timestamp = definition.timestamp.unwrap();
-        assert_eq!(timestamp.pointer, JsonPointer("/time".into()));
+        assert_eq!(timestamp.pointer, Some(JsonPointer("/time".into())));
         assert_eq!(timestamp.format, TimestampFormat::Auto);
         let sensors = &definition.sensors;
         assert_eq!(

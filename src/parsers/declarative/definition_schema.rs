@@ -13,7 +13,7 @@ use super::checks::{
 };
 use super::definition::{
     json_type, sources_at_once, SENSOR_HAS_TWO_NAMES, SENSOR_NEEDS_A_NAME, SOURCES_EXPECTED,
-    SOURCE_NEEDS_A_KEY, STATUS_VALUES_EXPECTED,
+    SOURCE_KEYS, SOURCE_NEEDS_A_KEY, STATUS_VALUES_EXPECTED, TIMESTAMP_NEEDS_A_KEY,
 };
 use crate::parsers::json_pointer::escape_pointer_token;
 use crate::parsers::truncate;
@@ -187,8 +187,14 @@ fn describe(error: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Stri
             SOURCE_NEEDS_A_KEY.to_owned()
         }
         ValidationErrorKind::Not { .. } if place.starts_with(places::SOURCE_KEYS_AT_ONCE) => {
-            let has = |key: &str| instance.get(key).is_some();
-            sources_at_once(has("capture"), has("pointer"), has("value"))
+            let present: Vec<&str> = SOURCE_KEYS
+                .into_iter()
+                .filter(|key| instance.get(key).is_some())
+                .collect();
+            sources_at_once(&present)
+        }
+        ValidationErrorKind::AnyOf { .. } if place == places::TIMESTAMP => {
+            TIMESTAMP_NEEDS_A_KEY.to_owned()
         }
         ValidationErrorKind::AnyOf { .. } if place == places::SENSOR => {
             SENSOR_NEEDS_A_NAME.to_owned()
@@ -238,7 +244,9 @@ fn expected_type(schema: &Value, place: &str, at: &str) -> String {
         places::PAYLOAD_SCHEMA => "a JSON Schema object (or true/false)",
         places::SENSORS => "an array of sensor mappings",
         places::POINTER => "a JSON pointer string such as \"/temperature\"",
-        places::SOURCE if in_a_list => "an object with one of the keys capture, pointer or value",
+        places::SOURCE if in_a_list => {
+            "an object with one of the keys capture, pointer, user_property or value"
+        }
         places::SOURCE => SOURCES_EXPECTED,
         places::SENSOR => "an object such as {\"name\": \"temperature\", \"value\": \"/temp\"}",
         places::TIMESTAMP => "an object such as {\"pointer\": \"/time\"}",

@@ -11,7 +11,7 @@ use super::definition::{
 };
 use crate::parsers::{
     capture, timestamp_from_value, truncate, DataloggerRecord, GatewayRecord, ParseError,
-    ParseInput, ParseOutput, SensorSet, SensorValue,
+    ParseInput, ParseOutput, SensorSet, SensorValue, TimestampFormat,
 };
 
 /// What a definition maps, ready to run.
@@ -56,10 +56,7 @@ impl Mapping {
     pub(crate) fn apply(&self, input: &ParseInput<'_>) -> Result<ParseOutput, ParseError> {
         let gateway = resolve_identifier(&self.gateway, input, "gateway")?;
         let ts = match &self.timestamp {
-            Some(spec) => match input.payload.pointer(&spec.pointer.0) {
-                None | Some(Value::Null) => input.received_at,
-                Some(value) => timestamp_from_value(value, &spec.pointer.0, spec.format)?,
-            },
+            Some(spec) => timestamp_of(spec, input)?.unwrap_or(input.received_at),
             None => input.received_at,
         };
 
@@ -241,6 +238,41 @@ fn list_values(values: &[Value]) -> String {
         .join(", ")
 }
 
+/// The time a message gives: its user property first, then its payload field; `None` when
+/// neither is there.
+fn timestamp_of(
+    spec: &TimestampDefinition,
+    input: &ParseInput<'_>,
+) -> Result<Option<DateTime<Utc>>, ParseError> {
+    if let Some(name) = &spec.user_property {
+        if let Some(text) = user_property(input, name) {
+            // A user property is always text; a clock in Unix time arrives as digits.
+            let value = match (spec.format, text.parse::<serde_json::Number>()) {
+                (TimestampFormat::Rfc3339, _) | (_, Err(_)) => Value::String(text.to_owned()),
+                (_, Ok(number)) => Value::Number(number),
+            };
+            let place = format!("user property \"{name}\"");
+            return timestamp_from_value(&value, &place, spec.format).map(Some);
+        }
+    }
+    match &spec.pointer {
+        Some(pointer) => match input.payload.pointer(&pointer.0) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => timestamp_from_value(value, &pointer.0, spec.format).map(Some),
+        },
+        None => Ok(None),
+    }
+}
+
+/// The first non-empty value of a user property.
+fn user_property<'a>(input: &'a ParseInput<'_>, name: &str) -> Option<&'a str> {
+    input
+        .user_properties
+        .iter()
+        .find(|(key, value)| key == name && !value.is_empty())
+        .map(|(_, value)| value.as_str())
+}
+
 fn resolve_identifier(
     sources: &[IdSource],
     input: &ParseInput<'_>,
@@ -257,6 +289,7 @@ fn resolve_identifier(
                 }
                 _ => None,
             },
+            IdSource::UserProperty(name) => user_property(input, name).map(str::to_owned),
             IdSource::Literal(value) => Some(value.clone()),
         };
         if let Some(identifier) = found {
@@ -279,6 +312,9 @@ fn resolve_identifier(
                     pointer
                 }
             ),
+            IdSource::UserProperty(name) => {
+                format!("the message has no user property \"{name}\" (MQTT 5) with a value")
+            }
             IdSource::Literal(_) => "a literal value".to_owned(),
         })
         .collect();
@@ -490,6 +526,7 @@ mod tests {
                 topic: "s/dl1/pressure",
                 captures: &captures,
                 payload: &payload,
+                user_properties: &[],
                 received_at: received_at(),
             })
             .unwrap();

@@ -1,4 +1,4 @@
-//! The MQTT client as a connection task uses it: the one place that reaches into rumqttc's
+//! The MQTT 3.1.1 client as a connection task uses it: the one place that reaches into rumqttc's
 //! internals (its network, session state and queued events), kept next to the raw-socket test
 //! that pins down how they behave. Pin the rumqttc version when upgrading.
 //!
@@ -21,18 +21,76 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use prometheus_client::metrics::gauge::Gauge;
 use rumqttc::{
-    AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions,
-    Packet, PubAck, PubRec, Publish, QoS, StateError, SubscribeFilter,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions,
+    Outgoing, Packet, PubAck, PubRec, Publish, QoS, StateError, SubscribeFilter,
+    SubscribeReasonCode,
 };
 
+use super::{ClientEvent, Failure, FilterRequest, Grant, Message, RequestError};
 use crate::delivery::Acknowledgement;
 
-/// What acknowledges this message; one at QoS 0 needs none.
-pub fn acknowledgement_of(publish: &Publish) -> Option<Acknowledgement> {
-    match publish.qos {
-        QoS::AtMostOnce => None,
-        QoS::AtLeastOnce => Some(Acknowledgement::PubAck(publish.pkid)),
-        QoS::ExactlyOnce => Some(Acknowledgement::PubRec(publish.pkid)),
+fn message(publish: Publish) -> Message {
+    Message {
+        qos: publish.qos as u8,
+        packet_id: publish.pkid,
+        retain: publish.retain,
+        topic: publish.topic,
+        payload: publish.payload,
+        user_properties: Vec::new(),
+    }
+}
+
+fn client_event(event: Event) -> ClientEvent {
+    match event {
+        Event::Incoming(Packet::ConnAck(connack)) => ClientEvent::Connected {
+            session_present: connack.session_present,
+        },
+        Event::Incoming(Packet::Publish(publish)) => ClientEvent::Message(message(publish)),
+        Event::Outgoing(Outgoing::Subscribe(packet_id)) => ClientEvent::SubscribeSent { packet_id },
+        Event::Incoming(Packet::SubAck(suback)) => ClientEvent::SubscriptionAnswer {
+            packet_id: suback.pkid,
+            grants: suback
+                .return_codes
+                .iter()
+                .map(|code| match code {
+                    SubscribeReasonCode::Success(qos) => Grant::Granted(*qos as u8),
+                    SubscribeReasonCode::Failure => Grant::Refused(None),
+                })
+                .collect(),
+        },
+        _ => ClientEvent::Other,
+    }
+}
+
+/// A refused login will not fix itself by retrying quickly; everything else might.
+fn failure(error: &ConnectionError) -> Failure {
+    match error {
+        ConnectionError::ConnectionRefused(code) => {
+            let reason = match code {
+                ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                ConnectReturnCode::NotAuthorized => "not authorised",
+                ConnectReturnCode::BadClientId => "client id rejected",
+                ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
+                ConnectReturnCode::ServiceUnavailable => "service unavailable",
+                ConnectReturnCode::Success => "refused",
+            };
+            Failure {
+                refused: true,
+                message: format!("broker refused the connection: {reason}"),
+            }
+        }
+        other => Failure {
+            refused: false,
+            message: other.to_string(),
+        },
+    }
+}
+
+fn qos_of(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
     }
 }
 
@@ -53,8 +111,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// `request_capacity` bounds the queue of requests (subscriptions) to the client.
-    pub fn new(options: MqttOptions, request_capacity: usize, waiting_gauge: Gauge) -> Client {
+    pub fn new(options: MqttOptions, waiting_gauge: Gauge) -> Client {
+        let request_capacity = options.request_channel_capacity();
         let (requests, mut event_loop) = AsyncClient::new(options, request_capacity);
         let mut network_options = NetworkOptions::new();
         network_options.set_tcp_send_buffer_size(SEND_BUFFER_BYTES);
@@ -72,22 +130,22 @@ impl Client {
     }
 
     /// The next event of the session; see [`OutgoingAcks::next_event`].
-    pub async fn next_event(&mut self) -> Result<Event, ConnectionError> {
+    pub async fn next_event(&mut self) -> Result<ClientEvent, Failure> {
         self.acks
             .next_event(&mut self.event_loop, self.stuck_after)
             .await
+            .map(client_event)
+            .map_err(|error| failure(&error))
     }
 
-    /// The next `Publish` the client has already read, if that is what comes next. The client
-    /// reads packets in bunches and hands them out one `poll` at a time; taking the rest of a
-    /// bunch here spares a round through the connection task's `select!` per message.
-    pub fn next_read_publish(&mut self) -> Option<Publish> {
+    /// The next message the client has already read, if that is what comes next.
+    pub fn next_read_message(&mut self) -> Option<Message> {
         let events = &mut self.event_loop.state.events;
         if !matches!(events.front(), Some(Event::Incoming(Packet::Publish(_)))) {
             return None;
         }
         match events.pop_front() {
-            Some(Event::Incoming(Packet::Publish(publish))) => Some(publish),
+            Some(Event::Incoming(Packet::Publish(publish))) => Some(message(publish)),
             _ => None,
         }
     }
@@ -106,12 +164,20 @@ impl Client {
         self.acks.clear();
     }
 
-    pub fn subscribe(&self, filters: Vec<SubscribeFilter>) -> Result<(), ClientError> {
-        self.requests.try_subscribe_many(filters)
+    pub fn subscribe(&self, filters: Vec<FilterRequest>) -> Result<(), RequestError> {
+        let filters: Vec<SubscribeFilter> = filters
+            .into_iter()
+            .map(|request| SubscribeFilter::new(request.filter, qos_of(request.qos)))
+            .collect();
+        self.requests
+            .try_subscribe_many(filters)
+            .map_err(|error| RequestError(error.to_string()))
     }
 
-    pub fn unsubscribe(&self, filter: String) -> Result<(), ClientError> {
-        self.requests.try_unsubscribe(filter)
+    pub fn unsubscribe(&self, filter: String) -> Result<(), RequestError> {
+        self.requests
+            .try_unsubscribe(filter)
+            .map_err(|error| RequestError(error.to_string()))
     }
 
     /// At shutdown: sends the acknowledgements of what was committed (waiting up to 2 s for the
@@ -291,23 +357,32 @@ impl OutgoingAcks {
 mod tests {
     use super::*;
 
-    fn publish(qos: QoS, pkid: u16) -> Publish {
-        let mut publish = Publish::new("t", qos, Vec::new());
-        publish.pkid = pkid;
-        publish
+    #[test]
+    fn a_publish_keeps_its_quality_of_service_and_packet_id() {
+        let mut publish = Publish::new("t/1", QoS::ExactlyOnce, b"42".to_vec());
+        publish.pkid = 8;
+        publish.retain = true;
+        let message = message(publish);
+        assert_eq!((message.qos, message.packet_id), (2, 8));
+        assert!(message.retain);
+        assert_eq!(message.acknowledgement(), Some(Acknowledgement::PubRec(8)));
     }
 
     #[test]
-    fn each_quality_of_service_gets_its_own_acknowledgement() {
-        assert_eq!(acknowledgement_of(&publish(QoS::AtMostOnce, 0)), None);
+    fn a_refused_login_is_a_refusal_and_a_lost_network_is_not() {
+        let refused = failure(&ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword,
+        ));
+        assert!(refused.refused);
         assert_eq!(
-            acknowledgement_of(&publish(QoS::AtLeastOnce, 7)),
-            Some(Acknowledgement::PubAck(7))
+            refused.message,
+            "broker refused the connection: bad user name or password"
         );
-        assert_eq!(
-            acknowledgement_of(&publish(QoS::ExactlyOnce, 8)),
-            Some(Acknowledgement::PubRec(8))
-        );
+        assert!(!failure(&ConnectionError::FlushTimeout).refused);
+    }
+
+    #[test]
+    fn acknowledgements_become_their_packets() {
         assert_eq!(
             packet(Acknowledgement::PubAck(7)),
             Packet::PubAck(PubAck::new(7))

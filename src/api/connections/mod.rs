@@ -9,28 +9,29 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Order, QueryFilter, Set,
 };
 use serde::Deserialize;
-use utoipa::openapi::Object;
 use utoipa::ToSchema;
 
+mod fields;
+
+use self::fields::{
+    client_id_schema, discovery_filter_schema, host_schema, keepalive_schema,
+    optional_keepalive_schema, optional_protocol_schema, optional_session_expiry_schema,
+    optional_shards_schema, optional_silence_schema, optional_text, optional_text_schema,
+    password_schema, port_schema, protocol_schema, required_client_id_schema, shards_schema,
+    validate_client_id, validate_client_identity, validate_discovery_filter, validate_host,
+    validate_keepalive, validate_max_silence, validate_port, validate_protocol,
+    validate_session_expiry, validate_shards, validate_will,
+};
 use super::error::ApiError;
 use super::extract::{ApiJson, JsonInteger, Patch, PathId};
 use super::list::Listing;
-use super::schema::{self, MAX_MQTT_STRING_BYTES};
-use super::topics::pattern_schema;
-use crate::connection::{check_client_identity, TlsError, Will};
+use super::schema;
+use crate::connection::Will;
 use crate::entity::{mqtt_connection, site};
 use crate::queries::connections::{find_by_site, ConnectionResponse};
-use crate::routing::{publish_topic_problem, TopicPattern};
 use crate::state::AppState;
 
-const MAX_HOST_CHARS: usize = 255;
-const MIN_KEEPALIVE_SECS: i64 = 5;
-const MAX_KEEPALIVE_SECS: i64 = 65_535;
 const DEFAULT_KEEPALIVE_SECS: i32 = 30;
-/// A week: longer silences are what the offline job is for.
-const MAX_SILENCE_SECS: i64 = 604_800;
-/// Clients one connection may be split into.
-const MAX_SHARDS: i64 = 64;
 
 /// A new connection; it starts stopped unless `is_active` is true.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -81,6 +82,13 @@ pub struct CreateConnection {
     /// What the broker publishes for the service when its session dies; null for none.
     #[schema(value_type = Option<Will>)]
     last_will: Option<Will>,
+    /// Default "3.1.1".
+    #[schema(schema_with = optional_protocol_schema)]
+    protocol: Option<String>,
+    /// MQTT 5 only: how long the broker keeps the persistent session after the service leaves.
+    /// Default null: as long as the broker can (the protocol's "never expires").
+    #[schema(schema_with = optional_session_expiry_schema)]
+    session_expiry_secs: Option<JsonInteger>,
 }
 
 /// Only the fields given change; `username`, `password` and `ca_file` may be `null` (cleared),
@@ -140,6 +148,13 @@ pub struct UpdateConnection {
     #[serde(default)]
     #[schema(value_type = Option<Will>)]
     last_will: Patch<Will>,
+    #[serde(default)]
+    #[schema(schema_with = protocol_schema)]
+    protocol: Patch<String>,
+    /// `null`: as long as the broker can.
+    #[serde(default)]
+    #[schema(schema_with = optional_session_expiry_schema)]
+    session_expiry_secs: Patch<JsonInteger>,
 }
 
 /// What to store for a password: sealed when the service has a secret key.
@@ -148,214 +163,6 @@ fn seal(state: &AppState, password: &str) -> Result<String, ApiError> {
         .secrets
         .seal(password)
         .map_err(|error| ApiError::Internal(error.to_string()))
-}
-
-/// The largest will payload accepted.
-const MAX_WILL_PAYLOAD_BYTES: usize = 65_536;
-
-fn validate_will(will: Will) -> Result<Will, ApiError> {
-    if let Some(problem) = publish_topic_problem(&will.topic) {
-        return Err(ApiError::validation("last_will.topic", problem));
-    }
-    if will.qos > 2 {
-        return Err(ApiError::validation(
-            "last_will.qos",
-            format!("must be 0, 1 or 2 (got {})", will.qos),
-        ));
-    }
-    if will.payload.len() > MAX_WILL_PAYLOAD_BYTES {
-        return Err(ApiError::validation(
-            "last_will.payload",
-            format!("must be at most {MAX_WILL_PAYLOAD_BYTES} bytes"),
-        ));
-    }
-    Ok(will)
-}
-
-/// Reads the certificate and key the connection will present, naming the field at fault.
-fn validate_client_identity(certificate: Option<&str>, key: Option<&str>) -> Result<(), ApiError> {
-    check_client_identity(certificate, key).map_err(|error| {
-        let field = match &error {
-            TlsError::CertFile { .. } | TlsError::CertEmpty { .. } | TlsError::KeyWithoutCert => {
-                "client_cert_file"
-            }
-            _ => "client_key_file",
-        };
-        ApiError::validation(field, error.to_string())
-    })
-}
-
-fn shards_schema() -> Object {
-    schema::integer(1, MAX_SHARDS).build()
-}
-
-fn optional_shards_schema() -> Object {
-    schema::or_null(schema::integer(1, MAX_SHARDS))
-}
-
-fn validate_shards(JsonInteger(shards): JsonInteger) -> Result<i32, ApiError> {
-    if !(1..=MAX_SHARDS).contains(&shards) {
-        return Err(ApiError::validation(
-            "shards",
-            format!("must be between 1 and {MAX_SHARDS} (got {shards})"),
-        ));
-    }
-    Ok(shards as i32)
-}
-
-fn optional_silence_schema() -> Object {
-    schema::or_null(schema::integer(1, MAX_SILENCE_SECS))
-}
-
-fn discovery_filter_schema() -> Object {
-    let mut object = pattern_schema();
-    object.schema_type = utoipa::openapi::schema::SchemaType::Array(vec![
-        utoipa::openapi::Type::String,
-        utoipa::openapi::Type::Null,
-    ]);
-    object.description = Some(
-        "An MQTT filter subscribed besides the patterns' (e.g. plant-b/#); topics it brings \
-         that no pattern matches are discovered as not processable. Captures count as '+'."
-            .into(),
-    );
-    object
-}
-
-fn validate_max_silence(JsonInteger(seconds): JsonInteger) -> Result<i32, ApiError> {
-    if !(1..=MAX_SILENCE_SECS).contains(&seconds) {
-        return Err(ApiError::validation(
-            "max_silence_secs",
-            format!("must be between 1 and {MAX_SILENCE_SECS} seconds, or null for never (got {seconds})"),
-        ));
-    }
-    Ok(seconds as i32)
-}
-
-fn validate_discovery_filter(filter: String) -> Result<String, ApiError> {
-    TopicPattern::parse(&filter)
-        .map(|_| filter)
-        .map_err(|error| ApiError::validation("discovery_filter", error.to_string()))
-}
-
-/// Surrounding whitespace is dropped; what remains is 1 to 255 characters without whitespace.
-fn host_schema() -> Object {
-    let space = schema::WHITESPACE_CLASS;
-    schema::string()
-        .pattern(Some(format!(
-            "^[{space}]*[^{space}]{{1,{MAX_HOST_CHARS}}}[{space}]*$"
-        )))
-        .description(Some(
-            "A host name or IP address, 1 to 255 characters without whitespace.",
-        ))
-        .build()
-}
-
-fn port_schema() -> Object {
-    schema::integer(1, 65_535).build()
-}
-
-fn keepalive_schema() -> Object {
-    schema::integer(MIN_KEEPALIVE_SECS, MAX_KEEPALIVE_SECS).build()
-}
-
-fn optional_keepalive_schema() -> Object {
-    schema::or_null(schema::integer(MIN_KEEPALIVE_SECS, MAX_KEEPALIVE_SECS))
-}
-
-/// Texts that may be left out: `null` or an empty string means none.
-fn optional_text_schema() -> Object {
-    schema::or_null(schema::mqtt_string())
-}
-
-fn password_schema() -> Object {
-    let mut object = optional_text_schema();
-    object.write_only = Some(true);
-    object.description = Some(
-        "Never returned (the connection shows has_password). At most 65535 bytes as UTF-8.".into(),
-    );
-    object
-}
-
-fn required_client_id_schema() -> Object {
-    schema::mqtt_string()
-        .pattern(Some(schema::not_blank_pattern()))
-        .description(Some(
-            "Not blank, at most 65535 bytes as UTF-8; stored without surrounding whitespace.",
-        ))
-        .build()
-}
-
-fn client_id_schema() -> Object {
-    let mut object = required_client_id_schema();
-    object.schema_type = utoipa::openapi::schema::SchemaType::Array(vec![
-        utoipa::openapi::Type::String,
-        utoipa::openapi::Type::Null,
-    ]);
-    object
-}
-
-fn validate_host(host: &str) -> Result<String, ApiError> {
-    let host = host.trim();
-    if host.is_empty() {
-        return Err(ApiError::validation("host", "must not be empty"));
-    }
-    if host.chars().count() > MAX_HOST_CHARS || host.chars().any(char::is_whitespace) {
-        return Err(ApiError::validation(
-            "host",
-            format!("must be a host name or IP address without spaces, at most {MAX_HOST_CHARS} characters"),
-        ));
-    }
-    Ok(host.to_string())
-}
-
-fn validate_port(JsonInteger(port): JsonInteger) -> Result<i32, ApiError> {
-    if !(1..=65_535).contains(&port) {
-        return Err(ApiError::validation(
-            "port",
-            format!("must be between 1 and 65535 (got {port})"),
-        ));
-    }
-    Ok(port as i32)
-}
-
-fn validate_keepalive(JsonInteger(seconds): JsonInteger) -> Result<i32, ApiError> {
-    if !(MIN_KEEPALIVE_SECS..=MAX_KEEPALIVE_SECS).contains(&seconds) {
-        return Err(ApiError::validation(
-            "keepalive_secs",
-            format!(
-                "must be between {MIN_KEEPALIVE_SECS} and {MAX_KEEPALIVE_SECS} (got {seconds})"
-            ),
-        ));
-    }
-    Ok(seconds as i32)
-}
-
-/// The length counts what the caller sent, as the document's `maxLength` does.
-fn validate_client_id(client_id: &str) -> Result<String, ApiError> {
-    if client_id.len() > MAX_MQTT_STRING_BYTES {
-        return Err(ApiError::validation(
-            "client_id",
-            format!("must be at most {MAX_MQTT_STRING_BYTES} bytes"),
-        ));
-    }
-    let client_id = client_id.trim();
-    if client_id.is_empty() {
-        return Err(ApiError::validation("client_id", "must not be empty"));
-    }
-    Ok(client_id.to_string())
-}
-
-/// Optional texts: an empty string means "none", as an HTML form sends it.
-fn optional_text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    match value {
-        None => Ok(None),
-        Some(text) if text.is_empty() => Ok(None),
-        Some(text) if text.len() > MAX_MQTT_STRING_BYTES => Err(ApiError::validation(
-            field,
-            format!("must be at most {MAX_MQTT_STRING_BYTES} bytes"),
-        )),
-        Some(text) => Ok(Some(text)),
-    }
 }
 
 async fn require_by_site(
@@ -425,6 +232,16 @@ pub async fn create(
     let client_key_file = optional_text("client_key_file", body.client_key_file)?;
     validate_client_identity(client_cert_file.as_deref(), client_key_file.as_deref())?;
     let last_will = body.last_will.map(validate_will).transpose()?;
+    let protocol = body
+        .protocol
+        .as_deref()
+        .map(validate_protocol)
+        .transpose()?
+        .unwrap_or_default();
+    let session_expiry_secs = body
+        .session_expiry_secs
+        .map(validate_session_expiry)
+        .transpose()?;
     let Some(site) = site::Entity::find_by_id(site_id).one(&state.db).await? else {
         return Err(ApiError::validation(
             "site_id",
@@ -461,6 +278,8 @@ pub async fn create(
         client_cert_file: Set(client_cert_file),
         client_key_file: Set(client_key_file),
         last_will: Set(last_will.map(|will| serde_json::to_value(will).unwrap_or_default())),
+        protocol: Set(protocol.as_str().to_string()),
+        session_expiry_secs: Set(session_expiry_secs),
         ..Default::default()
     }
     .insert(&state.db)
@@ -553,6 +372,16 @@ pub async fn update(
         .nullable()
         .map(|value| value.map(validate_will).transpose())
         .transpose()?;
+    let protocol = body
+        .protocol
+        .required("protocol")?
+        .map(|protocol| validate_protocol(&protocol))
+        .transpose()?;
+    let session_expiry_secs = body
+        .session_expiry_secs
+        .nullable()
+        .map(|value| value.map(validate_session_expiry).transpose())
+        .transpose()?;
 
     let current = require_by_site(&state, site_id).await?;
     // The pair as it will be stored: a change to one is checked with the other.
@@ -616,6 +445,12 @@ pub async fn update(
     }
     if let Some(last_will) = last_will {
         row.last_will = Set(last_will.map(|will| serde_json::to_value(will).unwrap_or_default()));
+    }
+    if let Some(protocol) = protocol {
+        row.protocol = Set(protocol.as_str().to_string());
+    }
+    if let Some(session_expiry_secs) = session_expiry_secs {
+        row.session_expiry_secs = Set(session_expiry_secs);
     }
     row.updated_at = Set(Utc::now());
     let updated = row.update(&state.db).await?;

@@ -1,0 +1,396 @@
+//! The MQTT 5 client as a connection task uses it, over rumqttc's v5 event loop. Unlike the
+//! 3.1.1 client it uses only the library's public interface: acknowledgements go through the
+//! client's request queue (the broker's receive maximum bounds how many can be due at once), and
+//! a poll that makes no progress for twice the keep-alive ends the session, since the library
+//! waits on a full socket without a limit of its own.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectReturnCode, Filter, Packet, Publish, SubAck, SubscribeReasonCode,
+};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
+use rumqttc::{NetworkOptions, Outgoing};
+
+use super::{ClientEvent, Failure, FilterRequest, Grant, Message, RequestError};
+use crate::delivery::Acknowledgement;
+
+/// See the 3.1.1 client: a small send buffer keeps the keep-alive ping from waiting long.
+const SEND_BUFFER_BYTES: u32 = 64 * 1024;
+
+pub struct Client {
+    requests: AsyncClient,
+    event_loop: EventLoop,
+    /// Acknowledgements the client's request queue could not take yet.
+    waiting: VecDeque<Acknowledgement>,
+    waiting_gauge: Gauge,
+    stuck_after: Duration,
+}
+
+impl Client {
+    pub fn new(mut options: MqttOptions, waiting_gauge: Gauge) -> Client {
+        let mut network_options = NetworkOptions::new();
+        network_options.set_tcp_send_buffer_size(SEND_BUFFER_BYTES);
+        options.set_network_options(network_options);
+        let stuck_after = match options.keep_alive() {
+            keep_alive if keep_alive.is_zero() => Duration::from_secs(60),
+            keep_alive => keep_alive * 2,
+        };
+        let request_capacity = options.request_channel_capacity();
+        let (requests, event_loop) = AsyncClient::new(options, request_capacity);
+        Client {
+            requests,
+            event_loop,
+            waiting: VecDeque::new(),
+            waiting_gauge,
+            stuck_after,
+        }
+    }
+
+    pub async fn next_event(&mut self) -> Result<ClientEvent, Failure> {
+        // The library pings at least once per keep-alive, so a poll that returns nothing for
+        // twice as long is stuck on a socket the broker no longer reads.
+        match tokio::time::timeout(self.stuck_after, self.event_loop.poll()).await {
+            Ok(Ok(event)) => Ok(client_event(event)),
+            Ok(Err(error)) => {
+                self.forget_acknowledgements();
+                Err(failure(&error))
+            }
+            Err(_) => {
+                self.event_loop.clean();
+                self.forget_acknowledgements();
+                Err(Failure {
+                    refused: false,
+                    message: format!(
+                        "the connection made no progress for {} s",
+                        self.stuck_after.as_secs()
+                    ),
+                })
+            }
+        }
+    }
+
+    pub fn next_read_message(&mut self) -> Option<Message> {
+        let events = &mut self.event_loop.state.events;
+        if !matches!(events.front(), Some(Event::Incoming(Packet::Publish(_)))) {
+            return None;
+        }
+        match events.pop_front() {
+            Some(Event::Incoming(Packet::Publish(publish))) => Some(message(publish)),
+            _ => None,
+        }
+    }
+
+    pub fn push_acknowledgement(&mut self, acknowledgement: Acknowledgement) {
+        self.waiting.push_back(acknowledgement);
+    }
+
+    /// Hands waiting acknowledgements to the client's request queue as far as it takes them;
+    /// the event loop writes them on its next rounds.
+    pub fn write_acknowledgements(&mut self) -> Result<(), RequestError> {
+        while let Some(acknowledgement) = self.waiting.front() {
+            if self
+                .requests
+                .try_ack(&acknowledged(*acknowledgement))
+                .is_err()
+            {
+                // Full: the rest wait for the next round.
+                break;
+            }
+            self.waiting.pop_front();
+        }
+        self.waiting_gauge
+            .set(i64::try_from(self.waiting.len()).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    pub fn forget_acknowledgements(&mut self) {
+        self.waiting.clear();
+        self.waiting_gauge.set(0);
+    }
+
+    pub fn subscribe(&self, filters: Vec<FilterRequest>) -> Result<(), RequestError> {
+        let filters: Vec<Filter> = filters
+            .into_iter()
+            .map(|request| Filter::new(request.filter, qos_of(request.qos)))
+            .collect();
+        self.requests
+            .try_subscribe_many(filters)
+            .map_err(|error| RequestError(error.to_string()))
+    }
+
+    pub fn unsubscribe(&self, filter: String) -> Result<(), RequestError> {
+        self.requests
+            .try_unsubscribe(filter)
+            .map_err(|error| RequestError(error.to_string()))
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.write_acknowledgements();
+        let _ = self.requests.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(event) = self.event_loop.poll().await {
+                if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// A stand-in for the message an acknowledgement answers: the library builds the PUBACK or
+/// PUBREC from its quality of service and packet id alone.
+fn acknowledged(acknowledgement: Acknowledgement) -> Publish {
+    let (qos, packet_id) = match acknowledgement {
+        Acknowledgement::PubAck(packet_id) => (QoS::AtLeastOnce, packet_id),
+        Acknowledgement::PubRec(packet_id) => (QoS::ExactlyOnce, packet_id),
+    };
+    let mut publish = Publish::new("", qos, Vec::new(), None);
+    publish.pkid = packet_id;
+    publish
+}
+
+fn message(publish: Publish) -> Message {
+    Message {
+        // Topic names are UTF-8 by the protocol; the library keeps them as bytes.
+        topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+        qos: publish.qos as u8,
+        packet_id: publish.pkid,
+        retain: publish.retain,
+        payload: publish.payload,
+        user_properties: publish
+            .properties
+            .map(|properties| properties.user_properties)
+            .unwrap_or_default(),
+    }
+}
+
+fn client_event(event: Event) -> ClientEvent {
+    match event {
+        Event::Incoming(Packet::ConnAck(connack)) => ClientEvent::Connected {
+            session_present: connack.session_present,
+        },
+        Event::Incoming(Packet::Publish(publish)) => ClientEvent::Message(message(publish)),
+        Event::Outgoing(Outgoing::Subscribe(packet_id)) => ClientEvent::SubscribeSent { packet_id },
+        Event::Incoming(Packet::SubAck(suback)) => subscription_answer(&suback),
+        _ => ClientEvent::Other,
+    }
+}
+
+fn subscription_answer(suback: &SubAck) -> ClientEvent {
+    let reason_string = suback
+        .properties
+        .as_ref()
+        .and_then(|properties| properties.reason_string.clone());
+    let grants = suback
+        .return_codes
+        .iter()
+        .map(|code| match code {
+            SubscribeReasonCode::Success(qos) => Grant::Granted(*qos as u8),
+            refused => {
+                let (name, number) = subscribe_reason(refused);
+                Grant::Refused(Some(with_reason_string(
+                    format!("{name} (reason code 0x{number:02X})"),
+                    reason_string.as_deref(),
+                )))
+            }
+        })
+        .collect();
+    ClientEvent::SubscriptionAnswer {
+        packet_id: suback.pkid,
+        grants,
+    }
+}
+
+fn with_reason_string(text: String, reason_string: Option<&str>) -> String {
+    match reason_string {
+        Some(reason) if !reason.is_empty() => format!("{text}: {reason}"),
+        _ => text,
+    }
+}
+
+fn subscribe_reason(code: &SubscribeReasonCode) -> (&'static str, u8) {
+    match code {
+        SubscribeReasonCode::Success(qos) => ("granted", *qos as u8),
+        SubscribeReasonCode::Failure | SubscribeReasonCode::Unspecified => {
+            ("unspecified error", 0x80)
+        }
+        SubscribeReasonCode::ImplementationSpecific => ("implementation specific error", 0x83),
+        SubscribeReasonCode::NotAuthorized => ("not authorised", 0x87),
+        SubscribeReasonCode::TopicFilterInvalid => ("topic filter invalid", 0x8F),
+        SubscribeReasonCode::PkidInUse => ("packet identifier in use", 0x91),
+        SubscribeReasonCode::QuotaExceeded => ("quota exceeded", 0x97),
+        SubscribeReasonCode::SharedSubscriptionsNotSupported => {
+            ("shared subscriptions not supported", 0x9E)
+        }
+        SubscribeReasonCode::SubscriptionIdNotSupported => {
+            ("subscription identifiers not supported", 0xA1)
+        }
+        SubscribeReasonCode::WildcardSubscriptionsNotSupported => {
+            ("wildcard subscriptions not supported", 0xA2)
+        }
+    }
+}
+
+/// The reason code of a refused CONNECT, as MQTT 5 numbers and names it.
+fn connect_reason(code: &ConnectReturnCode) -> (&'static str, u8) {
+    match code {
+        ConnectReturnCode::Success => ("success", 0x00),
+        ConnectReturnCode::RefusedProtocolVersion => ("protocol version refused", 0x84),
+        ConnectReturnCode::BadClientId => ("client id rejected", 0x85),
+        ConnectReturnCode::ServiceUnavailable => ("server unavailable", 0x88),
+        ConnectReturnCode::UnspecifiedError => ("unspecified error", 0x80),
+        ConnectReturnCode::MalformedPacket => ("malformed packet", 0x81),
+        ConnectReturnCode::ProtocolError => ("protocol error", 0x82),
+        ConnectReturnCode::ImplementationSpecificError => ("implementation specific error", 0x83),
+        ConnectReturnCode::UnsupportedProtocolVersion => ("unsupported protocol version", 0x84),
+        ConnectReturnCode::ClientIdentifierNotValid => ("client identifier not valid", 0x85),
+        ConnectReturnCode::BadUserNamePassword => ("bad user name or password", 0x86),
+        ConnectReturnCode::NotAuthorized => ("not authorised", 0x87),
+        ConnectReturnCode::ServerUnavailable => ("server unavailable", 0x88),
+        ConnectReturnCode::ServerBusy => ("server busy", 0x89),
+        ConnectReturnCode::Banned => ("banned", 0x8A),
+        ConnectReturnCode::BadAuthenticationMethod => ("bad authentication method", 0x8C),
+        ConnectReturnCode::TopicNameInvalid => ("topic name invalid", 0x90),
+        ConnectReturnCode::PacketTooLarge => ("packet too large", 0x95),
+        ConnectReturnCode::QuotaExceeded => ("quota exceeded", 0x97),
+        ConnectReturnCode::PayloadFormatInvalid => ("payload format invalid", 0x99),
+        ConnectReturnCode::RetainNotSupported => ("retain not supported", 0x9A),
+        ConnectReturnCode::QoSNotSupported => ("QoS not supported", 0x9B),
+        ConnectReturnCode::UseAnotherServer => ("use another server", 0x9C),
+        ConnectReturnCode::ServerMoved => ("server moved", 0x9D),
+        ConnectReturnCode::ConnectionRateExceeded => ("connection rate exceeded", 0x9F),
+    }
+}
+
+/// A refused CONNECT will not fix itself by retrying quickly, nor will being banned or told to
+/// use another server; everything else might.
+fn failure(error: &ConnectionError) -> Failure {
+    match error {
+        ConnectionError::ConnectionRefused(code) => {
+            let (reason, number) = connect_reason(code);
+            Failure {
+                refused: true,
+                message: format!(
+                    "broker refused the connection: {reason} (reason code 0x{number:02X})"
+                ),
+            }
+        }
+        ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code,
+            reason_string,
+        }) => Failure {
+            refused: false,
+            message: with_reason_string(
+                format!(
+                    "the broker ended the session: {reason_code:?} (reason code 0x{:02X})",
+                    *reason_code as u8
+                ),
+                reason_string.as_deref(),
+            ),
+        },
+        ConnectionError::MqttState(StateError::ConnFail { reason }) => {
+            let (reason, number) = connect_reason(reason);
+            Failure {
+                refused: true,
+                message: format!(
+                    "broker refused the connection: {reason} (reason code 0x{number:02X})"
+                ),
+            }
+        }
+        other => Failure {
+            refused: false,
+            message: other.to_string(),
+        },
+    }
+}
+
+fn qos_of(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, PublishProperties, SubAckProperties};
+
+    #[test]
+    fn a_message_carries_its_user_properties_and_retain_flag() {
+        let properties = PublishProperties {
+            user_properties: vec![("ts".into(), "2026-11-30T10:00:00Z".into())],
+            ..PublishProperties::default()
+        };
+        let mut publish = Publish::new("plant/gw-1", QoS::AtLeastOnce, b"{}".to_vec(), None);
+        publish.properties = Some(properties);
+        publish.pkid = 5;
+        publish.retain = true;
+        let message = message(publish);
+        assert_eq!(message.topic, "plant/gw-1");
+        assert_eq!(
+            message.user_properties,
+            vec![("ts".to_string(), "2026-11-30T10:00:00Z".to_string())]
+        );
+        assert!(message.retain);
+        assert_eq!(message.acknowledgement(), Some(Acknowledgement::PubAck(5)));
+    }
+
+    #[test]
+    fn a_refused_subscription_names_the_reason_code_and_string() {
+        let suback = SubAck {
+            pkid: 3,
+            return_codes: vec![
+                SubscribeReasonCode::Success(QoS::AtLeastOnce),
+                SubscribeReasonCode::NotAuthorized,
+            ],
+            properties: Some(SubAckProperties {
+                reason_string: Some("ACL".into()),
+                user_properties: Vec::new(),
+            }),
+        };
+        assert_eq!(
+            subscription_answer(&suback),
+            ClientEvent::SubscriptionAnswer {
+                packet_id: 3,
+                grants: vec![
+                    Grant::Granted(1),
+                    Grant::Refused(Some("not authorised (reason code 0x87): ACL".into())),
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_and_disconnects_carry_their_reason_codes() {
+        let refused = failure(&ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword,
+        ));
+        assert!(refused.refused);
+        assert_eq!(
+            refused.message,
+            "broker refused the connection: bad user name or password (reason code 0x86)"
+        );
+        let ended = failure(&ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code: DisconnectReasonCode::SessionTakenOver,
+            reason_string: Some("another client".into()),
+        }));
+        assert!(!ended.refused);
+        assert_eq!(
+            ended.message,
+            "the broker ended the session: SessionTakenOver (reason code 0x8E): another client"
+        );
+    }
+
+    #[test]
+    fn an_acknowledgement_stands_for_its_message() {
+        let publish = acknowledged(Acknowledgement::PubRec(9));
+        assert_eq!((publish.qos, publish.pkid), (QoS::ExactlyOnce, 9));
+    }
+}
