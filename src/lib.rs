@@ -12,6 +12,7 @@ pub mod connection;
 pub mod db;
 pub mod delivery;
 pub mod demo;
+pub mod downlink;
 pub mod entity;
 pub mod events;
 pub mod jobs;

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub pipeline_queue_depth: Gauge,
     pub reconcile_seconds: Histogram,
     pub running_clients: Gauge,
+    /// Commands to devices that reached each status.
+    pub commands: Family<StatusLabels, Counter>,
     processed_total: AtomicU64,
     errors_total: AtomicU64,
     last_message_millis: AtomicI64,
@@ -83,6 +85,13 @@ impl Metrics {
         let pipeline_queue_depth = Gauge::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let running_clients = Gauge::default();
+        let commands = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "commands",
+            "Commands to devices that reached each status (queued, sent, delivered, confirmed, \
+             failed, expired)",
+            commands.clone(),
+        );
         registry.register(
             "reconcile_seconds",
             "Duration of one reconcile pass (database read, diff, starts and stops)",
@@ -183,6 +192,7 @@ impl Metrics {
             pipeline_queue_depth,
             reconcile_seconds,
             running_clients,
+            commands,
             processed_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
             last_message_millis: AtomicI64::new(0),
@@ -243,6 +253,15 @@ impl Metrics {
 
     pub fn refused_subscriptions_gauge(&self, site_id: i32) -> Gauge {
         of_site(&self.subscriptions_refused, site_id)
+    }
+
+    /// A command to a device reached `status`.
+    pub fn command_status(&self, status: &str) {
+        self.commands
+            .get_or_create(&StatusLabels {
+                status: status.to_owned(),
+            })
+            .inc();
     }
 
     pub fn messages_processed_total(&self) -> u64 {

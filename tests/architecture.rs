@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["state", "jobs"],
     &["queries", "supervisor", "cluster"],
     &["connection"],
-    &["pipeline"],
+    &["pipeline", "downlink"],
     &["routing", "parsers", "events", "delivery", "seed"],
     &[
         "entity",

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod availability;
+pub mod commands;
 pub mod connections;
 pub mod device_events;
 pub mod devices;
@@ -204,6 +205,37 @@ pub fn endpoints() -> Vec<Endpoint> {
             endpoint(Method::GET, "/api/instances", Read, get(instances::list)).describe(
                 Operation::new("The instances sharing the database and the shards each owns.")
                     .json_list::<crate::cluster::InstanceInfo>(OK, "Instances, by id"),
+            ),
+            endpoint(
+                Method::POST,
+                "/api/sites/{site_id}/commands",
+                Admin,
+                post(commands::create),
+            )
+            .describe(
+                Operation::new(
+                    "Send a command to the site's devices: stored as queued and sent by the \
+                     site's connection. An Idempotency-Key header makes a retry return the \
+                     first command.",
+                )
+                .body::<commands::CreateCommand>()
+                .json::<commands::CommandResponse>(StatusCode::ACCEPTED, "Stored and queued")
+                .error(StatusCode::CONFLICT, "The site has no MQTT connection."),
+            ),
+            endpoint(
+                Method::GET,
+                "/api/sites/{site_id}/commands",
+                Read,
+                get(commands::list),
+            )
+            .describe(
+                Operation::new("A site's commands, newest first.")
+                    .query::<commands::CommandQuery>()
+                    .json_list::<commands::CommandResponse>(OK, "Newest first"),
+            ),
+            endpoint(Method::GET, "/api/commands/{id}", Read, get(commands::get)).describe(
+                Operation::new("One command and where it stands.")
+                    .json::<commands::CommandResponse>(OK, "The command"),
             ),
             endpoint(
                 Method::GET,

@@ -12,11 +12,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::relay;
+use crate::downlink::CommandBell;
 use crate::events::Hub;
 
 pub(super) const WAKE_CHANNEL: &str = "mqtt_supervisor_wake";
 pub(super) const LEASES_CHANNEL: &str = "mqtt_supervisor_leases";
 pub(super) const EVENTS_CHANNEL: &str = "mqtt_supervisor_events";
+pub(super) const COMMANDS_CHANNEL: &str = "mqtt_supervisor_commands";
 
 /// Sends notifications to the other instances.
 #[derive(Clone)]
@@ -65,6 +67,19 @@ impl Notifier {
         });
     }
 
+    /// The owner of the site's connection sends its new command now.
+    pub fn command_stored(&self, site_id: i32) {
+        if self.db.is_none() {
+            return;
+        }
+        let notifier = self.clone();
+        tokio::spawn(async move {
+            notifier
+                .notify(COMMANDS_CHANNEL, &site_id.to_string())
+                .await;
+        });
+    }
+
     /// Every lease manager runs a round now (leases were given back or taken).
     pub async fn leases_changed(&self) {
         self.notify(LEASES_CHANNEL, &self.instance_id).await;
@@ -86,6 +101,7 @@ pub async fn listen(
     notifier: Notifier,
     wake_supervisor: Arc<Notify>,
     wake_leases: Arc<Notify>,
+    commands: CommandBell,
     hub: Hub,
     shutdown: CancellationToken,
 ) {
@@ -129,6 +145,12 @@ pub async fn listen(
                 LEASES_CHANNEL if notification.payload() != notifier.instance_id() => {
                     wake_leases.notify_one()
                 }
+                COMMANDS_CHANNEL => {
+                    // Only a running connection listens; elsewhere the ring waits unheard.
+                    if let Ok(site_id) = notification.payload().parse() {
+                        commands.ring(site_id);
+                    }
+                }
                 EVENTS_CHANNEL => {
                     relay::receive(&notifier, &db, &hub, notification.payload()).await;
                 }
@@ -141,7 +163,12 @@ pub async fn listen(
 async fn connect(db: &DatabaseConnection) -> Result<PgListener, sea_orm::sqlx::Error> {
     let mut listener = PgListener::connect_with(db.get_postgres_connection_pool()).await?;
     listener
-        .listen_all([WAKE_CHANNEL, LEASES_CHANNEL, EVENTS_CHANNEL])
+        .listen_all([
+            WAKE_CHANNEL,
+            LEASES_CHANNEL,
+            EVENTS_CHANNEL,
+            COMMANDS_CHANNEL,
+        ])
         .await?;
     Ok(listener)
 }

@@ -221,6 +221,7 @@ pub async fn serve_http(
         inflight: config.supervisor.inflight,
         alert_after: Duration::from_secs(config.sentry.alert_after_secs),
         instance_id: cluster.instance_id.clone(),
+        commands: state.supervisor.command_bell(),
     };
     let (running_sender, running_receiver) = watch::channel(BTreeSet::new());
     let supervisor_task = tokio::spawn(supervisor::run(SupervisorContext {
@@ -265,6 +266,7 @@ pub async fn serve_http(
         cluster.notifier.clone(),
         state.supervisor.local_wake(),
         cluster.wake_leases.clone(),
+        state.supervisor.command_bell(),
         state.hub.clone(),
         state.shutdown.clone(),
     ));

@@ -2,6 +2,7 @@
 //! every message to the pipeline, reconnect with backoff, report every status change.
 
 mod client;
+mod downlink;
 mod journal;
 mod live;
 mod session;
@@ -24,6 +25,7 @@ pub use status::{ConnectionStatus, StatusReporter};
 pub use tls::{check_client_identity, TlsError};
 
 use crate::backoff::Backoff;
+use crate::downlink::CommandBell;
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::parsers::ParserStore;
@@ -49,6 +51,8 @@ pub struct ConnectionContext {
     /// This instance's id: a connection's rows are written only while no other instance has
     /// taken it over.
     pub instance_id: Arc<str>,
+    /// Rung when a command for a site is stored.
+    pub commands: CommandBell,
 }
 
 /// What a running session follows without reconnecting: the site's patterns and discovery

@@ -13,12 +13,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, ClientEvent, Failure, FilterRequest, Grant, Message};
+use super::downlink::Downlink;
 use super::journal::{LastMessageWrites, Level};
 use super::subscriptions::{Answer, Filters, SubscriptionBook};
 use super::{
     ConnectionContext, ConnectionSettings, ConnectionStatus, LiveSettings, StatusReporter,
 };
 use crate::delivery::{ack_channel, AckReceiver, AckRequest, AckSender};
+use crate::downlink::CommandReport;
 use crate::pipeline::{prepare, Arrival, TrySendError};
 use crate::routing::{RouteCache, SiteRoutes};
 use crate::telemetry::CONNECTION_TARGET;
@@ -67,6 +69,10 @@ pub(super) struct Session {
     silent_since: Option<Instant>,
     last_message_writes: LastMessageWrites,
     received: Counter,
+    /// Commands to the site's devices; only the first shard sends them.
+    downlink: Option<Downlink>,
+    /// Rung when a command for the site is stored (the first shard only).
+    command_bell: Option<Arc<tokio::sync::Notify>>,
     cancel: CancellationToken,
 }
 
@@ -105,7 +111,21 @@ pub(super) async fn run(
     let routes = wanted.routes();
     report_invalid_patterns(site_id, &routes);
     let (ack_sender, acks) = ack_channel();
+    let (downlink, command_bell) = if settings.shard == 0 {
+        let report = CommandReport {
+            hub: context.hub.clone(),
+            metrics: context.metrics.clone(),
+        };
+        (
+            Some(Downlink::new(site_id, context.db.clone(), report)),
+            Some(context.commands.of_site(site_id)),
+        )
+    } else {
+        (None, None)
+    };
     let session = Session {
+        downlink,
+        command_bell,
         received: context.metrics.received_counter(site_id),
         context,
         site_id,
@@ -165,6 +185,12 @@ impl Session {
                     self.on_silence().await;
                     Flow::Continue
                 }
+                _ = rung(self.command_bell.as_deref()) => {
+                    if self.connected {
+                        self.send_commands().await;
+                    }
+                    Flow::Continue
+                }
                 event = self.client.next_event() => match event {
                     Ok(ClientEvent::Connected { session_present }) => {
                         self.on_connected(session_present).await;
@@ -177,6 +203,14 @@ impl Session {
                     }
                     Ok(ClientEvent::SubscriptionAnswer { packet_id, grants }) => {
                         self.on_subscription_answer(packet_id, grants).await;
+                        Flow::Continue
+                    }
+                    Ok(ClientEvent::PublishWritten { packet_id }) => {
+                        self.on_command_written(packet_id).await;
+                        Flow::Continue
+                    }
+                    Ok(ClientEvent::PublishAcknowledged { packet_id, refusal }) => {
+                        self.on_command_acknowledged(packet_id, refusal).await;
                         Flow::Continue
                     }
                     Ok(ClientEvent::Other) => Flow::Continue,
@@ -244,6 +278,51 @@ impl Session {
         // changed while we were away (or the broker forgot them): subscribe to the full set.
         self.subscriptions.start_over();
         self.resubscribe().await;
+        self.send_commands().await;
+    }
+
+    /// Hands the site's open commands to the client.
+    async fn send_commands(&mut self) {
+        let Some(downlink) = &mut self.downlink else {
+            return;
+        };
+        match downlink.ready_to_send().await {
+            Ok(commands) => downlink.hand_to(commands, &self.client),
+            // The outbox keeps them; the next ring or reconnect tries again.
+            Err(error) => {
+                tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "cannot read the command outbox")
+            }
+        }
+    }
+
+    async fn on_command_written(&mut self, packet_id: u16) {
+        let Some(downlink) = &mut self.downlink else {
+            return;
+        };
+        match downlink.on_written(packet_id).await {
+            Ok(true) => self.send_commands().await,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "cannot record a command as sent")
+            }
+        }
+    }
+
+    async fn on_command_acknowledged(&mut self, packet_id: u16, refusal: Option<String>) {
+        let Some(downlink) = &mut self.downlink else {
+            return;
+        };
+        match downlink.on_acknowledged(packet_id, refusal).await {
+            Ok(Some(failure)) => {
+                self.reporter
+                    .note(Level::Warning, "command_failed", &failure)
+                    .await;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "cannot record a command as delivered");
+            }
+        }
     }
 
     /// Prepares a message and the rest of the bunch the client read with it, and queues them
@@ -392,6 +471,9 @@ impl Session {
         self.connected = false;
         self.silent_since = None;
         self.subscriptions.start_over();
+        if let Some(downlink) = &mut self.downlink {
+            downlink.on_session_lost();
+        }
         // The session is gone: acknowledgements queued for it must not reach the next one,
         // where their packet ids may name other messages.
         self.generation += 1;
@@ -493,6 +575,13 @@ impl Session {
             self.client.close().await;
         }
         self.reporter.report(ConnectionStatus::Stopped, None).await;
+    }
+}
+
+async fn rung(bell: Option<&tokio::sync::Notify>) {
+    match bell {
+        Some(bell) => bell.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod audit_log;
 pub mod connection_lease;
 pub mod datalogger;
+pub mod device_command;
 pub mod device_event;
 pub mod discovered_topic;
 pub mod event_relay;

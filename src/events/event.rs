@@ -82,6 +82,15 @@ pub enum Event {
         error: String,
         log_id: Option<i32>,
     },
+    /// A command to a device moved on (`queued`, `sent`, `delivered`, `confirmed`, `failed`,
+    /// `expired`).
+    CommandStatus {
+        site_id: i32,
+        id: i32,
+        status: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 impl Event {
@@ -92,7 +101,8 @@ impl Event {
             | Event::DataloggerUpdate { site_id, .. }
             | Event::GatewayUpdate { site_id, .. }
             | Event::TopicDiscovered { site_id, .. }
-            | Event::ParsingError { site_id, .. } => *site_id,
+            | Event::ParsingError { site_id, .. }
+            | Event::CommandStatus { site_id, .. } => *site_id,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The handle the rest of the service holds on the supervisor: wake it (and the other
-//! instances' supervisors), read live statuses and the cluster's leases.
+//! instances' supervisors), ring a site's connection for a new command, read live statuses and
+//! the cluster's leases.
 
 use std::sync::Arc;
 
@@ -7,12 +8,14 @@ use tokio::sync::Notify;
 
 use crate::cluster::ClusterHandle;
 use crate::connection::{LiveConnection, LiveConnections};
+use crate::downlink::CommandBell;
 
 #[derive(Clone)]
 pub struct SupervisorHandle {
     wake: Arc<Notify>,
     live: LiveConnections,
     cluster: ClusterHandle,
+    commands: CommandBell,
 }
 
 impl SupervisorHandle {
@@ -21,7 +24,20 @@ impl SupervisorHandle {
             wake: Arc::new(Notify::new()),
             live: LiveConnections::default(),
             cluster,
+            commands: CommandBell::default(),
         }
+    }
+
+    /// A command for the site was stored: its connection sends it now, here or on the
+    /// instance that owns it.
+    pub fn command_stored(&self, site_id: i32) {
+        self.commands.ring(site_id);
+        self.cluster.notifier.command_stored(site_id);
+    }
+
+    /// What the connection tasks listen to for new commands.
+    pub fn command_bell(&self) -> CommandBell {
+        self.commands.clone()
     }
 
     /// Asks for a reconcile pass now instead of at the next tick, here and on every other

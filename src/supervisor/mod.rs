@@ -18,6 +18,7 @@ pub use handle::SupervisorHandle;
 
 use crate::cluster::{Allowed, ShardKey};
 use crate::connection::{self, ClientHandle, ConnectionContext, ConnectionSettings, LiveSettings};
+use crate::downlink::{self, CommandReport};
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 use crate::telemetry::CONNECTION_TARGET;
@@ -78,6 +79,7 @@ pub async fn run(context: SupervisorContext) {
         .await;
         let outcome = reconcile(&context, &allowed, &mut running).await;
         publish_running(&context, &running);
+        expire_commands(&context).await;
         context
             .metrics
             .reconcile_seconds
@@ -103,6 +105,25 @@ pub async fn run(context: SupervisorContext) {
     }
     stop(&mut running, |_, _| true).await;
     publish_running(&context, &running);
+}
+
+/// Commands whose time ran out while no connection could send them (a stopped one, a broker
+/// away) end `expired`; a running connection does the same for its own as it sends.
+async fn expire_commands(context: &SupervisorContext) {
+    match downlink::expire_overdue(&context.db, chrono::Utc::now()).await {
+        Ok(expired) => {
+            let report = CommandReport {
+                hub: context.connections.hub.clone(),
+                metrics: context.metrics.clone(),
+            };
+            for command in &expired {
+                report.told(command);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(target: CONNECTION_TARGET, %error, "cannot expire overdue commands")
+        }
+    }
 }
 
 fn shard_key(key: &ClientKey, client: &RunningClient) -> ShardKey {

@@ -64,6 +64,17 @@ pub enum ClientEvent {
         packet_id: u16,
         grants: Vec<Grant>,
     },
+    /// One of our publishes was written, with the packet id it got (0 at QoS 0); they are
+    /// written in the order they were asked for.
+    PublishWritten {
+        packet_id: u16,
+    },
+    /// The broker's PUBACK (QoS 1) or PUBCOMP (QoS 2) of one of our publishes; on MQTT 5 a
+    /// reason code of failure (in PUBACK or PUBREC) is given as `refusal`.
+    PublishAcknowledged {
+        packet_id: u16,
+        refusal: Option<String>,
+    },
     /// Anything the session has nothing to do with (pings, our own acknowledgements).
     Other,
 }
@@ -77,6 +88,15 @@ pub struct Failure {
     /// For the connection log and `last_error`: the reason, with the broker's reason code and
     /// reason string when it sent them.
     pub message: String,
+}
+
+/// A message the service publishes (a command to a device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingPublish {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
 }
 
 /// A subscription request for one filter.
@@ -165,6 +185,14 @@ impl Client {
         match self {
             Client::V3_1_1(client) => client.unsubscribe(filter),
             Client::V5(client) => client.unsubscribe(filter),
+        }
+    }
+
+    /// Queues a publish of ours; `PublishWritten` follows when it is written.
+    pub fn publish(&self, publish: OutgoingPublish) -> Result<(), RequestError> {
+        match self {
+            Client::V3_1_1(client) => client.publish(publish),
+            Client::V5(client) => client.publish(publish),
         }
     }
 

@@ -26,7 +26,7 @@ use rumqttc::{
     SubscribeReasonCode,
 };
 
-use super::{ClientEvent, Failure, FilterRequest, Grant, Message, RequestError};
+use super::{ClientEvent, Failure, FilterRequest, Grant, Message, OutgoingPublish, RequestError};
 use crate::delivery::Acknowledgement;
 
 fn message(publish: Publish) -> Message {
@@ -47,6 +47,15 @@ fn client_event(event: Event) -> ClientEvent {
         },
         Event::Incoming(Packet::Publish(publish)) => ClientEvent::Message(message(publish)),
         Event::Outgoing(Outgoing::Subscribe(packet_id)) => ClientEvent::SubscribeSent { packet_id },
+        Event::Outgoing(Outgoing::Publish(packet_id)) => ClientEvent::PublishWritten { packet_id },
+        Event::Incoming(Packet::PubAck(ack)) => ClientEvent::PublishAcknowledged {
+            packet_id: ack.pkid,
+            refusal: None,
+        },
+        Event::Incoming(Packet::PubComp(complete)) => ClientEvent::PublishAcknowledged {
+            packet_id: complete.pkid,
+            refusal: None,
+        },
         Event::Incoming(Packet::SubAck(suback)) => ClientEvent::SubscriptionAnswer {
             packet_id: suback.pkid,
             grants: suback
@@ -135,7 +144,12 @@ impl Client {
             .next_event(&mut self.event_loop, self.stuck_after)
             .await
             .map(client_event)
-            .map_err(|error| failure(&error))
+            .map_err(|error| {
+                // Publishes of the broken session are the session's owner's to send again;
+                // left here the client would send them a second time.
+                self.event_loop.pending.clear();
+                failure(&error)
+            })
     }
 
     /// The next message the client has already read, if that is what comes next.
@@ -177,6 +191,17 @@ impl Client {
     pub fn unsubscribe(&self, filter: String) -> Result<(), RequestError> {
         self.requests
             .try_unsubscribe(filter)
+            .map_err(|error| RequestError(error.to_string()))
+    }
+
+    pub fn publish(&self, publish: OutgoingPublish) -> Result<(), RequestError> {
+        self.requests
+            .try_publish(
+                publish.topic,
+                qos_of(publish.qos),
+                publish.retain,
+                publish.payload,
+            )
             .map_err(|error| RequestError(error.to_string()))
     }
 

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 use rumqttc::v5::mqttbytes::v5::{
-    ConnectReturnCode, Filter, Packet, Publish, SubAck, SubscribeReasonCode,
+    ConnectReturnCode, Filter, Packet, PubAck, PubAckReason, PubRec, PubRecReason, Publish, SubAck,
+    SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
 use rumqttc::{NetworkOptions, Outgoing};
 
-use super::{ClientEvent, Failure, FilterRequest, Grant, Message, RequestError};
+use super::{ClientEvent, Failure, FilterRequest, Grant, Message, OutgoingPublish, RequestError};
 use crate::delivery::Acknowledgement;
 
 /// See the 3.1.1 client: a small send buffer keeps the keep-alive ping from waiting long.
@@ -56,11 +57,15 @@ impl Client {
         match tokio::time::timeout(self.stuck_after, self.event_loop.poll()).await {
             Ok(Ok(event)) => Ok(client_event(event)),
             Ok(Err(error)) => {
+                // Publishes (and stale acknowledgements) of the broken session are not the
+                // next session's: the session's owner sends its commands again.
+                self.event_loop.pending.clear();
                 self.forget_acknowledgements();
                 Err(failure(&error))
             }
             Err(_) => {
                 self.event_loop.clean();
+                self.event_loop.pending.clear();
                 self.forget_acknowledgements();
                 Err(Failure {
                     refused: false,
@@ -128,6 +133,17 @@ impl Client {
             .map_err(|error| RequestError(error.to_string()))
     }
 
+    pub fn publish(&self, publish: OutgoingPublish) -> Result<(), RequestError> {
+        self.requests
+            .try_publish(
+                publish.topic,
+                qos_of(publish.qos),
+                publish.retain,
+                publish.payload,
+            )
+            .map_err(|error| RequestError(error.to_string()))
+    }
+
     pub async fn close(mut self) {
         let _ = self.write_acknowledgements();
         let _ = self.requests.try_disconnect();
@@ -176,7 +192,24 @@ fn client_event(event: Event) -> ClientEvent {
         },
         Event::Incoming(Packet::Publish(publish)) => ClientEvent::Message(message(publish)),
         Event::Outgoing(Outgoing::Subscribe(packet_id)) => ClientEvent::SubscribeSent { packet_id },
+        Event::Outgoing(Outgoing::Publish(packet_id)) => ClientEvent::PublishWritten { packet_id },
         Event::Incoming(Packet::SubAck(suback)) => subscription_answer(&suback),
+        Event::Incoming(Packet::PubAck(ack)) => ClientEvent::PublishAcknowledged {
+            packet_id: ack.pkid,
+            refusal: publish_refusal(&ack),
+        },
+        Event::Incoming(Packet::PubRec(received)) => match publish_received_refusal(&received) {
+            // A refused QoS 2 publish ends at the PUBREC.
+            Some(refusal) => ClientEvent::PublishAcknowledged {
+                packet_id: received.pkid,
+                refusal: Some(refusal),
+            },
+            None => ClientEvent::Other,
+        },
+        Event::Incoming(Packet::PubComp(complete)) => ClientEvent::PublishAcknowledged {
+            packet_id: complete.pkid,
+            refusal: None,
+        },
         _ => ClientEvent::Other,
     }
 }
@@ -204,6 +237,51 @@ fn subscription_answer(suback: &SubAck) -> ClientEvent {
         packet_id: suback.pkid,
         grants,
     }
+}
+
+/// A PUBACK's reason code when it says the broker did not take the message.
+fn publish_refusal(ack: &PubAck) -> Option<String> {
+    let (name, number) = match ack.reason {
+        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => return None,
+        PubAckReason::UnspecifiedError => ("unspecified error", 0x80),
+        PubAckReason::ImplementationSpecificError => ("implementation specific error", 0x83),
+        PubAckReason::NotAuthorized => ("not authorised", 0x87),
+        PubAckReason::TopicNameInvalid => ("topic name invalid", 0x90),
+        PubAckReason::PacketIdentifierInUse => ("packet identifier in use", 0x91),
+        PubAckReason::QuotaExceeded => ("quota exceeded", 0x97),
+        PubAckReason::PayloadFormatInvalid => ("payload format invalid", 0x99),
+    };
+    let reason_string = ack
+        .properties
+        .as_ref()
+        .and_then(|properties| properties.reason_string.as_deref());
+    Some(refused_message(name, number, reason_string))
+}
+
+/// A PUBREC's reason code when it says the broker did not take the (QoS 2) message.
+fn publish_received_refusal(received: &PubRec) -> Option<String> {
+    let (name, number) = match received.reason {
+        PubRecReason::Success | PubRecReason::NoMatchingSubscribers => return None,
+        PubRecReason::UnspecifiedError => ("unspecified error", 0x80),
+        PubRecReason::ImplementationSpecificError => ("implementation specific error", 0x83),
+        PubRecReason::NotAuthorized => ("not authorised", 0x87),
+        PubRecReason::TopicNameInvalid => ("topic name invalid", 0x90),
+        PubRecReason::PacketIdentifierInUse => ("packet identifier in use", 0x91),
+        PubRecReason::QuotaExceeded => ("quota exceeded", 0x97),
+        PubRecReason::PayloadFormatInvalid => ("payload format invalid", 0x99),
+    };
+    let reason_string = received
+        .properties
+        .as_ref()
+        .and_then(|properties| properties.reason_string.as_deref());
+    Some(refused_message(name, number, reason_string))
+}
+
+fn refused_message(name: &str, number: u8, reason_string: Option<&str>) -> String {
+    with_reason_string(
+        format!("the broker refused the message: {name} (reason code 0x{number:02X})"),
+        reason_string,
+    )
 }
 
 fn with_reason_string(text: String, reason_string: Option<&str>) -> String {

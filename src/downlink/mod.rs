@@ -1,0 +1,19 @@
+//! Commands to devices: a request checked before anything is stored (`request`), the outbox in
+//! the database that survives restarts and outages (`outbox`), each command's status and the
+//! moves it may make (`status`), what wakes the connection that sends them (`bell`), and how a
+//! change is told to browsers and `/metrics` (`report`).
+
+mod bell;
+mod outbox;
+mod report;
+mod request;
+mod status;
+
+pub use bell::CommandBell;
+pub use outbox::{enqueue, expire_overdue, open_commands, transition, Enqueued};
+pub use report::CommandReport;
+pub use request::{
+    check_idempotency_key, encode_payload, InvalidCommand, NewCommand, DEFAULT_EXPIRES_IN_SECS,
+    MAX_EXPIRES_IN_SECS,
+};
+pub use status::CommandStatus;

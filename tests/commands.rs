@@ -1,0 +1,509 @@
+//! Commands to devices through a real Mosquitto, with a simulated device that subscribes and
+//! counts every copy it receives: QoS 0, 1 and 2 delivered exactly as asked, a command stored
+//! while the connection is stopped goes out after the start (unless it expired first), one stored
+//! before a SIGKILL goes out after the restart, an idempotent retry sends one copy, every bad
+//! request is refused with the field named, and the WebSocket follows each command.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{
+    eventually, seed_test_site, unique_name, wait_for_granted, wait_for_row_status, PrivateBroker,
+    Service, ServiceOptions, TestDatabase,
+};
+use futures_util::StreamExt;
+use mqtt_supervisor::entity::mqtt_connection;
+use reqwest::StatusCode;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use sea_orm::{ActiveModelTrait, Set};
+use serde_json::{json, Value};
+
+fn fast_options() -> ServiceOptions {
+    ServiceOptions {
+        reconcile_secs: 1,
+        ..Default::default()
+    }
+}
+
+/// What the device received: (topic, payload, QoS, retain).
+type Received = Arc<Mutex<Vec<(String, Vec<u8>, u8, bool)>>>;
+
+/// A device subscribed to `filter` at QoS 2, keeping every message it receives.
+struct Device {
+    received: Received,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Device {
+    async fn subscribe(port: u16, filter: &str) -> Device {
+        let mut options = MqttOptions::new(unique_name("device"), "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(10));
+        let (client, mut event_loop) = AsyncClient::new(options, 100);
+        client
+            .subscribe(filter, QoS::ExactlyOnce)
+            .await
+            .expect("subscribe");
+        let received: Received = Arc::default();
+        let (subscribed_sender, subscribed) = tokio::sync::oneshot::channel();
+        let mut subscribed_sender = Some(subscribed_sender);
+        let kept = received.clone();
+        let task = tokio::spawn(async move {
+            let _client = client;
+            loop {
+                match event_loop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(sender) = subscribed_sender.take() {
+                            let _ = sender.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        if let Ok(mut kept) = kept.lock() {
+                            kept.push((
+                                publish.topic.clone(),
+                                publish.payload.to_vec(),
+                                publish.qos as u8,
+                                publish.retain,
+                            ));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("the device subscribed")
+            .expect("subscription answer");
+        Device { received, task }
+    }
+
+    fn copies(&self, topic: &str) -> Vec<(Vec<u8>, u8, bool)> {
+        self.received
+            .lock()
+            .map(|received| {
+                received
+                    .iter()
+                    .filter(|(received_topic, ..)| received_topic == topic)
+                    .map(|(_, payload, qos, retain)| (payload.clone(), *qos, *retain))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn post_command(
+    service: &Service,
+    site_id: i64,
+    body: Value,
+    idempotency_key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = service
+        .client()
+        .post(service.url(&format!("/api/sites/{site_id}/commands")))
+        .json(&body);
+    if let Some(key) = idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.expect("post the command");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn command(service: &Service, id: i64) -> Value {
+    service
+        .client()
+        .get(service.url(&format!("/api/commands/{id}")))
+        .send()
+        .await
+        .expect("get the command")
+        .json()
+        .await
+        .expect("command json")
+}
+
+async fn wait_for_command(service: &Service, id: i64, status: &str) -> Value {
+    eventually(
+        Duration::from_secs(15),
+        &format!("command {id} {status}"),
+        || async {
+            let command = command(service, id).await;
+            (command["status"] == status).then_some(command)
+        },
+    )
+    .await
+}
+
+/// A site whose connection (switched on when `active`) reaches `broker`.
+async fn site_on(database: &TestDatabase, broker: &PrivateBroker, active: bool) -> (i64, i32) {
+    let db = database.connect().await;
+    let seeded = seed_test_site(
+        &db,
+        broker.port,
+        active,
+        None,
+        &[("uplink/#", "flat_telemetry")],
+    )
+    .await;
+    if active {
+        wait_for_row_status(
+            &db,
+            seeded.connection_id,
+            "connected",
+            Duration::from_secs(10),
+        )
+        .await;
+        wait_for_granted(&db, seeded.connection_id).await;
+    }
+    (i64::from(seeded.site_id), seeded.connection_id)
+}
+
+async fn switch(database: &TestDatabase, connection_id: i32, active: bool) {
+    let db = database.connect().await;
+    mqtt_connection::ActiveModel {
+        id: Set(connection_id),
+        is_active: Set(active),
+        ..Default::default()
+    }
+    .update(&db)
+    .await
+    .expect("switch the connection");
+    if active {
+        wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_quality_of_service_is_delivered_as_asked_and_followed_live() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(&database, fast_options());
+    let (site_id, _) = site_on(&database, &broker, true).await;
+    let prefix = unique_name("relays");
+    let device = Device::subscribe(broker.port, &format!("{prefix}/#")).await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(service.ws_url("/ws?token=test-admin-token-0123456789"))
+            .await
+            .expect("WebSocket connects");
+
+    let mut ids = Vec::new();
+    for qos in 0..=2 {
+        let (status, created) = post_command(
+            &service,
+            site_id,
+            json!({"topic": format!("{prefix}/q{qos}"), "payload": {"state": "on", "qos": qos},
+                   "qos": qos}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        assert_eq!(created["status"], "queued");
+        assert_eq!(created["qos"], qos);
+        assert_eq!(created["retain"], false);
+        assert_eq!(created["sent_at"], Value::Null);
+        ids.push(created["id"].as_i64().expect("id"));
+    }
+    for (qos, id) in ids.iter().enumerate() {
+        let delivered = wait_for_command(&service, *id, "delivered").await;
+        assert!(delivered["sent_at"].is_string(), "{delivered}");
+        assert!(delivered["delivered_at"].is_string(), "{delivered}");
+        assert_eq!(delivered["error"], Value::Null);
+        let topic = format!("{prefix}/q{qos}");
+        eventually(Duration::from_secs(5), "the device's copy", || async {
+            (!device.copies(&topic).is_empty()).then_some(())
+        })
+        .await;
+    }
+    // Time for a duplicate to show, if one were sent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for qos in 0..=2u8 {
+        let copies = device.copies(&format!("{prefix}/q{qos}"));
+        assert_eq!(copies.len(), 1, "QoS {qos}: one copy");
+        let (payload, received_qos, retain) = &copies[0];
+        assert_eq!(received_qos, &qos, "delivered at the QoS asked");
+        assert!(!retain);
+        let payload: Value = serde_json::from_slice(payload).expect("JSON payload");
+        assert_eq!(payload, json!({"state": "on", "qos": qos}));
+    }
+
+    // The WebSocket told each step of the QoS 2 command.
+    let wanted = ids[2];
+    let mut steps = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while steps.last().map(String::as_str) != Some("delivered") {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("command_status events")
+            .expect("socket open")
+            .expect("message");
+        let Ok(text) = message.into_text() else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        if event["type"] == "command_status" && event["id"] == wanted {
+            assert_eq!(event["site_id"], site_id);
+            steps.push(event["status"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(steps, ["queued", "sent", "delivered"]);
+
+    let metrics = service
+        .client()
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("mqtt_supervisor_commands_total{status=\"delivered\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_stored_while_stopped_goes_out_after_the_start_unless_it_expired() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(&database, fast_options());
+    let (site_id, connection_id) = site_on(&database, &broker, false).await;
+    let prefix = unique_name("later");
+    let device = Device::subscribe(broker.port, &format!("{prefix}/#")).await;
+
+    let (_, waiting) = post_command(
+        &service,
+        site_id,
+        json!({"topic": format!("{prefix}/waits"), "payload": "ON"}),
+        None,
+    )
+    .await;
+    let (_, hurried) = post_command(
+        &service,
+        site_id,
+        json!({"topic": format!("{prefix}/hurried"), "payload": "ON", "expires_in_secs": 1}),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        command(&service, waiting["id"].as_i64().expect("id")).await["status"],
+        "queued"
+    );
+    switch(&database, connection_id, true).await;
+
+    wait_for_command(&service, waiting["id"].as_i64().expect("id"), "delivered").await;
+    let expired = wait_for_command(&service, hurried["id"].as_i64().expect("id"), "expired").await;
+    assert_eq!(expired["sent_at"], Value::Null, "never sent");
+    eventually(Duration::from_secs(5), "the waiting command", || async {
+        (device.copies(&format!("{prefix}/waits")).len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(device.copies(&format!("{prefix}/hurried")).is_empty());
+    assert_eq!(
+        device.copies(&format!("{prefix}/waits"))[0].0,
+        b"ON".to_vec()
+    );
+
+    // The list shows both, newest first, and filters by status.
+    let list: Value = service
+        .client()
+        .get(service.url(&format!("/api/sites/{site_id}/commands?status=expired")))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("list json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["id"], hurried["id"]);
+    let list: Value = service
+        .client()
+        .get(service.url(&format!("/api/sites/{site_id}/commands")))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("list json");
+    assert_eq!(list[0]["id"], hurried["id"]);
+    assert_eq!(list[1]["id"], waiting["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_queued_before_a_sigkill_goes_out_after_the_restart() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    // On PostgreSQL the restarted process is another instance: the dead one's place is given
+    // up after its lease, kept short here.
+    let options = || ServiceOptions {
+        extra_env: vec![("SUPERVISOR_LEASE_SECS".into(), "3".into())],
+        ..fast_options()
+    };
+    let mut service = Service::start_with(&database, options());
+    let (site_id, connection_id) = site_on(&database, &broker, false).await;
+    let prefix = unique_name("survivor");
+    let device = Device::subscribe(broker.port, &format!("{prefix}/#")).await;
+    let (_, queued) = post_command(
+        &service,
+        site_id,
+        json!({"topic": format!("{prefix}/relay"), "payload": {"state": "off"}, "qos": 2}),
+        None,
+    )
+    .await;
+    service.kill();
+
+    let service = Service::start_with(&database, options());
+    switch(&database, connection_id, true).await;
+    wait_for_command(&service, queued["id"].as_i64().expect("id"), "delivered").await;
+    eventually(
+        Duration::from_secs(5),
+        "the command after the restart",
+        || async { (device.copies(&format!("{prefix}/relay")).len() == 1).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_idempotency_key_returns_the_first_command_and_sends_once() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(&database, fast_options());
+    let (site_id, _) = site_on(&database, &broker, true).await;
+    let prefix = unique_name("once");
+    let device = Device::subscribe(broker.port, &format!("{prefix}/#")).await;
+    let body = json!({"topic": format!("{prefix}/relay"), "payload": "ON"});
+    let (first_status, first) =
+        post_command(&service, site_id, body.clone(), Some("retry-1")).await;
+    let (again_status, again) =
+        post_command(&service, site_id, body.clone(), Some("retry-1")).await;
+    assert_eq!(first_status, StatusCode::ACCEPTED);
+    assert_eq!(again_status, StatusCode::ACCEPTED);
+    assert_eq!(first["id"], again["id"]);
+    wait_for_command(&service, first["id"].as_i64().expect("id"), "delivered").await;
+    // Another key is another command.
+    let (_, other) = post_command(&service, site_id, body, Some("retry-2")).await;
+    assert_ne!(other["id"], first["id"]);
+    wait_for_command(&service, other["id"].as_i64().expect("id"), "delivered").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(device.copies(&format!("{prefix}/relay")).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_commands_are_refused_with_the_field_named_and_nothing_is_sent() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(&database, fast_options());
+    let (site_id, _) = site_on(&database, &broker, true).await;
+
+    for (body, field) in [
+        (json!({"topic": "relays/+/set", "payload": 1}), "topic"),
+        (json!({"topic": "relays/#", "payload": 1}), "topic"),
+        (json!({"topic": "", "payload": 1}), "topic"),
+        (json!({"topic": "$SYS/broker", "payload": 1}), "topic"),
+        (json!({"payload": 1}), "topic"),
+        (json!({"topic": "relays/1"}), "payload"),
+        (json!({"topic": "relays/1", "payload": 1, "qos": 3}), "qos"),
+        (
+            json!({"topic": "relays/1", "payload": 1, "qos": "1"}),
+            "qos",
+        ),
+        (
+            json!({"topic": "relays/1", "payload": "x".repeat(300_000)}),
+            "payload",
+        ),
+        (
+            json!({"topic": "relays/1", "payload": 1, "expires_in_secs": 0}),
+            "expires_in_secs",
+        ),
+        (
+            json!({"template": "set_relay", "args": {"channel": 1, "state": "on"}}),
+            "template",
+        ),
+        (
+            json!({"topic": "relays/1", "payload": 1, "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let (status, error) = post_command(&service, site_id, body.clone(), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {error}");
+        assert_eq!(error["error"]["field"], field, "{body}: {error}");
+        assert!(error["error"]["message"].is_string());
+    }
+    let (status, error) = post_command(
+        &service,
+        site_id,
+        json!({"topic": "relays/1", "payload": 1}),
+        Some("has space"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"]["field"], "Idempotency-Key");
+
+    let (status, _) =
+        post_command(&service, 999_999, json!({"topic": "a", "payload": 1}), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let bare: Value = service
+        .client()
+        .post(service.url("/api/sites"))
+        .json(&json!({"name": "bare", "slug": unique_name("bare").replace('_', "-")}))
+        .send()
+        .await
+        .expect("create site")
+        .json()
+        .await
+        .expect("site");
+    let (status, error) = post_command(
+        &service,
+        bare["id"].as_i64().expect("site id"),
+        json!({"topic": "a", "payload": 1}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    let unauthorised = reqwest::Client::new()
+        .post(service.url(&format!("/api/sites/{site_id}/commands")))
+        .json(&json!({"topic": "a", "payload": 1}))
+        .send()
+        .await
+        .expect("post without a token");
+    assert_eq!(unauthorised.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = service
+        .client()
+        .get(service.url("/api/commands/999999"))
+        .send()
+        .await
+        .map(|response| (response.status(), ()))
+        .expect("get");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let response = service
+        .client()
+        .get(service.url(&format!("/api/sites/{site_id}/commands?status=done")))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Nothing was stored.
+    let list: Value = service
+        .client()
+        .get(service.url(&format!("/api/sites/{site_id}/commands")))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("list json");
+    assert_eq!(list, json!([]));
+}
