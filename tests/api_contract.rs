@@ -387,6 +387,29 @@ async fn every_reply_matches_the_document() {
         let (status, body) = api.get(template, &path).await;
         assert_eq!(status, ok, "{path}: {body}");
     }
+    let command = api
+        .expect(
+            StatusCode::ACCEPTED,
+            Method::POST,
+            "/api/sites/{site_id}/commands",
+            &format!("/api/sites/{site_id}/commands"),
+            Some(json!({"topic": "contract/relay/set", "payload": {"state": "on"}, "qos": 0})),
+        )
+        .await;
+    let (status, body) = api
+        .get(
+            "/api/commands/{id}",
+            &format!("/api/commands/{}", command["id"]),
+        )
+        .await;
+    assert_eq!(status, ok, "{body}");
+    let (status, body) = api
+        .get(
+            "/api/sites/{site_id}/commands",
+            &format!("/api/sites/{site_id}/commands?status=queued&limit=5"),
+        )
+        .await;
+    assert_eq!(status, ok, "{body}");
     let (_, devices) = api.get("/api/sites/{site_id}/devices", &devices_path).await;
     let sensor_id = devices[0]["dataloggers"][0]["sensors"][0]["id"]
         .as_i64()
