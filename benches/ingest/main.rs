@@ -5,13 +5,16 @@
 //!  [--publishers N] [--broker-inflight N] [--service-config FILE] [--protocol 3.1.1|5]`, or
 //! `cargo bench --bench ingest -- --cluster [--cluster-kills N] [--cluster-messages N]
 //!  [--cluster-part failover|rebalance|connections|shards]...` for
-//! several instances on one PostgreSQL (failover, rebalancing, 1 000 connections, shards).
+//! several instances on one PostgreSQL (failover, rebalancing, 1 000 connections, shards), or
+//! `cargo bench --bench ingest -- --commands [--protocol 3.1.1|5]` for commands to a device at
+//! rest and during a steady 20 000 messages/s flood.
 //! Defaults: 3 000 000 messages (about half a minute of flood) from 1 000 dataloggers on 10
 //! gateways (one MQTT connection each), 2 sensors each, QoS 1, into the local PostgreSQL
 //! (database `test`, user `postgres`, over the Unix socket in /var/run/postgresql when there is
 //! one, else 127.0.0.1:5432; a fresh database per run).
 
 mod cluster;
+mod commands;
 mod connections;
 mod database;
 mod fleet;
@@ -39,6 +42,7 @@ const GATEWAYS: usize = 10;
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
 use cluster::*;
+use commands::*;
 use connections::*;
 use database::*;
 use fleet::*;
@@ -66,6 +70,8 @@ struct Options {
     publishers: usize,
     /// The MQTT version of the service's connection in the end-to-end part: "3.1.1" or "5".
     protocol: String,
+    /// Only the commands part: latency API → device at rest and during a steady flood.
+    commands: bool,
 }
 
 fn options() -> Options {
@@ -81,6 +87,7 @@ fn options() -> Options {
         broker_inflight: 1000,
         publishers: GATEWAYS,
         protocol: "3.1.1".into(),
+        commands: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -106,6 +113,7 @@ fn options() -> Options {
             }
             "--service-config" => options.service_config = args.next(),
             "--protocol" => options.protocol = args.next().unwrap_or(options.protocol),
+            "--commands" => options.commands = true,
             "--publishers" => {
                 options.publishers = args
                     .next()
@@ -146,6 +154,10 @@ async fn main() {
     let broker = Broker::start(options.broker_inflight);
     if options.cluster {
         cluster(&options, &broker).await;
+        return;
+    }
+    if options.commands {
+        commands(&options, &broker).await;
         return;
     }
     let raw_before = raw_rate(&broker, options.messages, options.publishers).await;
