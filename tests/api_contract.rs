@@ -387,6 +387,16 @@ async fn every_reply_matches_the_document() {
         let (status, body) = api.get(template, &path).await;
         assert_eq!(status, ok, "{path}: {body}");
     }
+    let tried = api
+        .expect(
+            ok,
+            Method::POST,
+            "/api/mqtt/connections/test",
+            "/api/mqtt/connections/test",
+            Some(json!({"host": "127.0.0.1", "port": 1883})),
+        )
+        .await;
+    assert!(tried["ok"].is_boolean(), "{tried}");
     let command = api
         .expect(
             StatusCode::ACCEPTED,

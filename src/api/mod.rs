@@ -248,6 +248,20 @@ pub fn endpoints() -> Vec<Endpoint> {
                     .query::<PageQuery>()
                     .json_list::<device_events::DeviceEventResponse>(OK, "Newest first"),
             ),
+            endpoint(
+                Method::POST,
+                "/api/mqtt/connections/test",
+                Admin,
+                post(connections::test),
+            )
+            .describe(
+                Operation::new(
+                    "Try a connection's settings against its broker (a clean session under a \
+                     client id of its own, at most 5 s) without saving anything.",
+                )
+                .body::<connections::TestConnection>()
+                .json::<connections::TestResult>(OK, "The broker's answer"),
+            ),
             list_endpoint::<connections::ConnectionList>(
                 "/api/mqtt/connections",
                 "List connections, by site.",

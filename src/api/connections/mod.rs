@@ -12,6 +12,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 mod fields;
+mod test;
+
+pub use test::{test, TestConnection, TestResult};
 
 use self::fields::{
     client_id_schema, discovery_filter_schema, host_schema, keepalive_schema,
@@ -165,7 +168,7 @@ fn seal(state: &AppState, password: &str) -> Result<String, ApiError> {
         .map_err(|error| ApiError::Internal(error.to_string()))
 }
 
-async fn require_by_site(
+pub(super) async fn require_by_site(
     state: &AppState,
     site_id: i32,
 ) -> Result<mqtt_connection::Model, ApiError> {
