@@ -3,6 +3,7 @@
 // under /api, the WebSocket hub at /ws; the modules are served from /js/.
 
 import { initAuth } from './js/auth.js';
+import { initCommands } from './js/commands.js';
 import { initConnectionLog } from './js/connection-log.js';
 import { initDeviceHistory } from './js/device-history.js';
 import { initDevices } from './js/devices.js';
@@ -22,6 +23,7 @@ function init() {
   initParsingErrors();
   initConnectionLog();
   initDeviceHistory();
+  initCommands();
 
   setInterval(() => { tickAges(); updateWsCountdown(); }, 1000);
   connectLive({ onEvent: handleEvent, onResync: resync });

@@ -24,6 +24,7 @@ const MODULES: &[(&str, &str)] = embedded_modules![
     "alerts.js",
     "api.js",
     "auth.js",
+    "commands.js",
     "connection-health.js",
     "connection-log.js",
     "device-history.js",

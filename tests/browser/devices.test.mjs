@@ -75,7 +75,7 @@ after(async () => {
   service?.kill('SIGTERM');
 });
 
-test('sign in, watch live values and what the connection receives, read the device history, stop and start the connection, replay a parsing error', { timeout: 120_000 }, async () => {
+test('sign in, watch live values and what the connection receives, read the device history, send a command, stop and start the connection, replay a parsing error', { timeout: 120_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
   await page.goto(baseUrl);
@@ -115,6 +115,20 @@ test('sign in, watch live values and what the connection receives, read the devi
     await new Promise((done) => setTimeout(done, 1000));
     return false;
   }, 30_000, 'an offline transition in the device history');
+  // A command to the site's devices: a bad topic is refused next to the field and what was typed
+  // stays; a good one goes from queued to delivered on screen.
+  await page.getByRole('button', { name: 'Commands', exact: true }).click();
+  await page.fill('#command-topic', 'demo/relay/+/set');
+  await page.fill('#command-payload', '{"state": "on"}');
+  await page.click('#command-submit');
+  await waitUntil(async () => /topic/.test((await page.locator('#command-error').textContent()) || ''),
+    10_000, 'the topic error next to the form');
+  assert.equal(await page.locator('#command-topic').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.inputValue('#command-payload'), '{"state": "on"}', 'what was typed stays');
+  await page.fill('#command-topic', 'demo/relay/1/set');
+  await page.click('#command-submit');
+  await page.locator('#commands-body tr[data-status="delivered"]').first().waitFor({ timeout: 15_000 });
+  assert.equal(await page.locator('#command-error').textContent(), '');
   await page.getByRole('button', { name: 'Devices', exact: true }).click();
 
   await site.getByRole('button', { name: 'Stop', exact: true }).click();
@@ -146,6 +160,8 @@ test('the read token watches without the controls that change things', { timeout
   await page.getByRole('button', { name: 'Parsing errors', exact: true }).click();
   await page.locator('li[data-log-id]').first().waitFor({ timeout: 30_000 });
   assert.equal(await page.getByRole('button', { name: 'Replay', exact: true }).count(), 0, 'no Replay with the read token');
+  await page.getByRole('button', { name: 'Commands', exact: true }).click();
+  assert.equal(await page.locator('#command-form').isVisible(), false, 'no command form with the read token');
   assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
 });
 

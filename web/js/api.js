@@ -4,10 +4,12 @@
 import { askForToken, currentToken } from './auth.js';
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, field) {
     super(message);
     this.status = status;
     this.code = code;
+    // The request field a 422 is about, when the server named one.
+    this.field = field;
   }
 }
 
@@ -48,7 +50,7 @@ export async function api(path, { method = 'GET', body } = {}) {
     if (!res.ok) {
       const err = data && typeof data === 'object' ? data.error : null;
       const message = (err && err.message) || `${res.status} ${res.statusText || 'error'}`.trim();
-      throw new ApiError(res.status, (err && err.code) || `http_${res.status}`, message);
+      throw new ApiError(res.status, (err && err.code) || `http_${res.status}`, message, err && err.field);
     }
     return data;
   }

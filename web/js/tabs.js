@@ -1,5 +1,6 @@
 // The tab bar: which view is shown, and loading a tab's data when it is shown or stale.
 
+import { loadCommands } from './commands.js';
 import { loadConnLog } from './connection-log.js';
 import { loadHistory } from './device-history.js';
 import { loadDiscovered } from './discovered.js';
@@ -26,6 +27,7 @@ export function loadTab(tab, onlyIfStale = false) {
   else if (tab === 'errors') loadErrors();
   else if (tab === 'connlog') loadConnLog();
   else if (tab === 'history') loadHistory();
+  else if (tab === 'commands') loadCommands();
 }
 
 export function initTabs() {

@@ -1,6 +1,7 @@
 // What the page does when something happens elsewhere: a live event from the WebSocket, a
 // stream that resumed after a gap, a token that changed.
 
+import { applyCommandStatus } from './commands.js';
 import { applyConnectionSilent, noteMessageArrived } from './connection-health.js';
 import { refreshHistorySoon } from './device-history.js';
 import { applyDataloggerUpdate, applyGatewayUpdate, loadDevices, refetchDevicesSoon, renderDevices } from './devices.js';
@@ -43,6 +44,9 @@ export function handleEvent(msg) {
       break;
     case 'parsing_error':
       if (forSelected) noteParsingError();
+      break;
+    case 'command_status':
+      if (forSelected) applyCommandStatus(msg);
       break;
     default:
       break; // unknown types are ignored
