@@ -507,3 +507,46 @@ async fn bad_commands_are_refused_with_the_field_named_and_nothing_is_sent() {
         .expect("list json");
     assert_eq!(list, json!([]));
 }
+
+/// Of one QoS: a broker orders each QoS's messages on its own (Mosquitto hands a QoS 2 message
+/// on when its sender releases it, so it may pass a QoS 1 one sent earlier).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_commands_goes_out_in_order() {
+    let database = TestDatabase::new().await;
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(&database, fast_options());
+    let (site_id, _) = site_on(&database, &broker, true).await;
+    let prefix = unique_name("burst");
+    let device = Device::subscribe(broker.port, &format!("{prefix}/#")).await;
+    let mut ids = Vec::new();
+    for index in 0..25 {
+        let (status, created) = post_command(
+            &service,
+            site_id,
+            json!({"topic": format!("{prefix}/relay"), "payload": index, "qos": 1}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        ids.push(created["id"].as_i64().expect("id"));
+    }
+    for id in &ids {
+        wait_for_command(&service, *id, "delivered").await;
+    }
+    eventually(Duration::from_secs(5), "25 copies", || async {
+        (device.copies(&format!("{prefix}/relay")).len() == 25).then_some(())
+    })
+    .await;
+    let order: Vec<Vec<u8>> = device
+        .copies(&format!("{prefix}/relay"))
+        .into_iter()
+        .map(|(payload, ..)| payload)
+        .collect();
+    let expected: Vec<Vec<u8>> = (0..25)
+        .map(|index| index.to_string().into_bytes())
+        .collect();
+    assert_eq!(
+        order, expected,
+        "one copy each, in the order they were stored"
+    );
+}

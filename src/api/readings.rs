@@ -1,25 +1,46 @@
-//! `/api/sensors/{id}/readings`: a sensor's reading history, newest first.
+//! `/api/sensors/{id}/readings`: a sensor's reading history, newest first; with `bucket`, one
+//! row per time bucket (min, max, average, count) computed in the database, so a chart of a
+//! year of readings fetches no more points than it can draw.
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::PathId;
 use super::pagination::PageQuery;
-use super::query::{parse_query, QueryTime};
+use super::query::{parse_query, QueryInteger, QueryTime};
 use crate::entity::{sensor, sensor_reading};
 use crate::state::AppState;
 
+/// A reading; with `bucket`, a bucket of readings: `ts` is its start, `value` its average.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Reading)]
 pub struct ReadingResponse {
     pub ts: DateTime<Utc>,
     pub value: f64,
+    /// With `bucket`: the smallest value in the bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// With `bucket`: the largest value in the bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// With `bucket`: the average (also in `value`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg: Option<f64>,
+    /// With `bucket`: how many readings the bucket holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
 }
+
+/// A year: a chart of several years still gets one point per bucket.
+const MAX_BUCKET_SECS: i64 = 31_536_000;
 
 /// `from` and `to` bound `ts` inclusively; either may be left out.
 /// The time range of the readings endpoint (its page parameters are the lists' own).
@@ -34,6 +55,55 @@ pub struct ReadingsQuery {
     #[param(value_type = String, format = DateTime)]
     #[serde(default)]
     pub to: Option<QueryTime>,
+    /// Seconds per bucket (1 to 31536000): one row per bucket that holds readings, with `min`,
+    /// `max`, `avg` and `count`, newest first; `limit` and `offset` count buckets.
+    #[param(value_type = i64, minimum = 1, maximum = 31_536_000)]
+    #[serde(default)]
+    pub bucket: Option<QueryInteger>,
+}
+
+/// The buckets of one sensor's readings, newest first, computed by the database: each bucket
+/// starts at a multiple of `bucket_secs` since the Unix epoch.
+fn bucket_statement(
+    backend: DbBackend,
+    sensor_id: i32,
+    bucket_secs: i64,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: u64,
+    offset: u64,
+) -> Statement {
+    // SQLite keeps times as RFC 3339 text, which strftime reads; PostgreSQL as timestamptz.
+    let (start, placeholder): (&str, fn(usize) -> String) = match backend {
+        DbBackend::Postgres => (
+            "(floor(extract(epoch from ts) / $2) * $2)::bigint",
+            |index| format!("${index}"),
+        ),
+        _ => ("(CAST(strftime('%s', ts) AS INTEGER) / ?2) * ?2", |index| {
+            format!("?{index}")
+        }),
+    };
+    let mut values: Vec<sea_orm::Value> = vec![sensor_id.into(), bucket_secs.into()];
+    let mut conditions = vec![format!("sensor_id = {}", placeholder(1))];
+    for (bound, operator) in [(from, ">="), (to, "<=")] {
+        if let Some(bound) = bound {
+            values.push(bound.into());
+            conditions.push(format!("ts {operator} {}", placeholder(values.len())));
+        }
+    }
+    values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    let limit_placeholder = placeholder(values.len());
+    values.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
+    let offset_placeholder = placeholder(values.len());
+    let sql = format!(
+        "SELECT {start} AS bucket_start, MIN(value) AS min_value, MAX(value) AS max_value, \
+         AVG(value) AS avg_value, COUNT(*) AS readings \
+         FROM sensor_reading WHERE {} \
+         GROUP BY bucket_start ORDER BY bucket_start DESC \
+         LIMIT {limit_placeholder} OFFSET {offset_placeholder}",
+        conditions.join(" AND ")
+    );
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 pub async fn list(
@@ -51,12 +121,51 @@ pub async fn list(
             return Err(ApiError::validation("from", "must not be later than 'to'"));
         }
     }
+    let bucket_secs = range
+        .bucket
+        .map(|QueryInteger(secs)| {
+            if (1..=MAX_BUCKET_SECS).contains(&secs) {
+                Ok(secs)
+            } else {
+                Err(ApiError::validation(
+                    "bucket",
+                    format!("must be between 1 and {MAX_BUCKET_SECS} seconds (got {secs})"),
+                ))
+            }
+        })
+        .transpose()?;
     if sensor::Entity::find_by_id(sensor_id)
         .one(&state.db)
         .await?
         .is_none()
     {
         return Err(ApiError::not_found(format!("sensor {sensor_id} not found")));
+    }
+    if let Some(bucket_secs) = bucket_secs {
+        let statement = bucket_statement(
+            state.db.get_database_backend(),
+            sensor_id,
+            bucket_secs,
+            from,
+            to,
+            page.limit,
+            page.offset,
+        );
+        let rows = state.db.query_all_raw(statement).await?;
+        let mut buckets = Vec::with_capacity(rows.len());
+        for row in rows {
+            let start: i64 = row.try_get("", "bucket_start")?;
+            let avg: f64 = row.try_get("", "avg_value")?;
+            buckets.push(ReadingResponse {
+                ts: DateTime::from_timestamp(start, 0).unwrap_or_default(),
+                value: avg,
+                min: Some(row.try_get("", "min_value")?),
+                max: Some(row.try_get("", "max_value")?),
+                avg: Some(avg),
+                count: Some(row.try_get("", "readings")?),
+            });
+        }
+        return Ok(Json(buckets));
     }
     let mut query =
         sensor_reading::Entity::find().filter(sensor_reading::Column::SensorId.eq(sensor_id));
@@ -77,7 +186,32 @@ pub async fn list(
             .map(|row| ReadingResponse {
                 ts: row.ts,
                 value: row.value,
+                min: None,
+                max: None,
+                avg: None,
+                count: None,
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_grouped_in_the_database_with_numbered_parameters_per_backend() {
+        let from = DateTime::from_timestamp(0, 0);
+        let postgres = bucket_statement(DbBackend::Postgres, 7, 60, from, None, 100, 0);
+        assert!(postgres
+            .sql
+            .contains("floor(extract(epoch from ts) / $2) * $2"));
+        assert!(postgres.sql.contains("sensor_id = $1 AND ts >= $3"));
+        assert!(postgres.sql.ends_with("LIMIT $4 OFFSET $5"));
+        let sqlite = bucket_statement(DbBackend::Sqlite, 7, 60, None, from, 10, 20);
+        assert!(sqlite.sql.contains("strftime('%s', ts)"));
+        assert!(sqlite.sql.contains("sensor_id = ?1 AND ts <= ?3"));
+        assert!(sqlite.sql.ends_with("LIMIT ?4 OFFSET ?5"));
+        assert_eq!(sqlite.values.map(|values| values.0.len()), Some(5));
+    }
 }

@@ -14,6 +14,10 @@ use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr};
 
 use super::client::{Client, OutgoingPublish};
+
+/// Commands handed to the client and not yet acknowledged, at most: below the client's own
+/// window of packet ids for our publishes, so none waits there for an id to come free.
+const MAX_IN_FLIGHT: usize = 4;
 use crate::downlink::{self, CommandReport, CommandStatus};
 use crate::entity::device_command;
 
@@ -47,6 +51,11 @@ impl Tracker {
 
     fn is_handed_out(&self, id: i32) -> bool {
         self.handed_out.contains(&id)
+    }
+
+    /// Handed to the client and not acknowledged yet.
+    fn in_flight(&self) -> usize {
+        self.awaiting_write.len() + self.awaiting_ack.len()
     }
 
     /// The client writes publishes in the order they were handed to it.
@@ -129,10 +138,15 @@ impl Downlink {
         Ok(ready)
     }
 
-    /// Hands commands to the client in order, as far as its queue takes them.
-    pub(super) fn hand_to(&mut self, commands: Vec<device_command::Model>, client: &Client) {
+    /// Hands commands to the client in order, a few at a time; the rest follow as those are
+    /// acknowledged.
+    pub(super) fn hand_to(&mut self, commands: Vec<device_command::Model>, client: &mut Client) {
         self.backlog = false;
         for command in commands {
+            if self.tracker.in_flight() >= MAX_IN_FLIGHT {
+                self.backlog = true;
+                return;
+            }
             let device_command::Model {
                 id,
                 topic,
@@ -169,6 +183,11 @@ impl Downlink {
             Written::Unknown => {}
         }
         Ok(self.backlog)
+    }
+
+    /// Commands wait for one in flight to be acknowledged.
+    pub(super) fn has_backlog(&self) -> bool {
+        self.backlog
     }
 
     /// The broker acknowledged (or, on MQTT 5, refused) one of our publishes. Returns the

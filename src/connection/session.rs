@@ -287,7 +287,7 @@ impl Session {
             return;
         };
         match downlink.ready_to_send().await {
-            Ok(commands) => downlink.hand_to(commands, &self.client),
+            Ok(commands) => downlink.hand_to(commands, &mut self.client),
             // The outbox keeps them; the next ring or reconnect tries again.
             Err(error) => {
                 tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "cannot read the command outbox")
@@ -322,6 +322,13 @@ impl Session {
             Err(error) => {
                 tracing::warn!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "cannot record a command as delivered");
             }
+        }
+        if self
+            .downlink
+            .as_ref()
+            .is_some_and(|downlink| downlink.has_backlog())
+        {
+            self.send_commands().await;
         }
     }
 

@@ -188,8 +188,10 @@ impl Client {
         }
     }
 
-    /// Queues a publish of ours; `PublishWritten` follows when it is written.
-    pub fn publish(&self, publish: OutgoingPublish) -> Result<(), RequestError> {
+    /// Queues a publish of ours ahead of everything the client has queued (acknowledgements
+    /// included, so a flood of incoming messages does not hold a command back);
+    /// `PublishWritten` follows when it is written. The caller keeps a few in flight at most.
+    pub fn publish(&mut self, publish: OutgoingPublish) -> Result<(), RequestError> {
         match self {
             Client::V3_1_1(client) => client.publish(publish),
             Client::V5(client) => client.publish(publish),

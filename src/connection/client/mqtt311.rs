@@ -22,7 +22,7 @@ use futures_util::FutureExt;
 use prometheus_client::metrics::gauge::Gauge;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions,
-    Outgoing, Packet, PubAck, PubRec, Publish, QoS, StateError, SubscribeFilter,
+    Outgoing, Packet, PubAck, PubRec, Publish, QoS, Request, StateError, SubscribeFilter,
     SubscribeReasonCode,
 };
 
@@ -115,6 +115,9 @@ pub struct Client {
     requests: AsyncClient,
     event_loop: EventLoop,
     acks: OutgoingAcks,
+    /// Our own publishes (commands), written straight to the connection before the waiting
+    /// acknowledgements: through the request queue they would wait for every flush of a flood.
+    publishes: VecDeque<Publish>,
     /// A connection that neither reads nor takes our acknowledgements for this long is dead.
     stuck_after: Duration,
 }
@@ -134,6 +137,7 @@ impl Client {
             requests,
             event_loop,
             acks: OutgoingAcks::new(waiting_gauge),
+            publishes: VecDeque::new(),
             stuck_after,
         }
     }
@@ -148,6 +152,7 @@ impl Client {
                 // Publishes of the broken session are the session's owner's to send again;
                 // left here the client would send them a second time.
                 self.event_loop.pending.clear();
+                self.publishes.clear();
                 failure(&error)
             })
     }
@@ -168,8 +173,29 @@ impl Client {
         self.acks.push(acknowledgement);
     }
 
-    /// Writes waiting acknowledgements as far as the socket takes them at once.
+    /// Writes our publishes, then waiting acknowledgements as far as the socket takes them at
+    /// once.
     pub async fn write_acknowledgements(&mut self) -> Result<(), StateError> {
+        if !self.publishes.is_empty() {
+            let EventLoop { state, network, .. } = &mut self.event_loop;
+            let Some(network) = network.as_mut() else {
+                self.publishes.clear();
+                return Ok(());
+            };
+            while let Some(publish) = self.publishes.pop_front() {
+                // As the client's own loop does with a request: the session state gives it its
+                // packet id and keeps it until the broker acknowledges it.
+                if let Some(packet) = state.handle_outgoing_packet(Request::Publish(publish))? {
+                    network.write(packet).await?;
+                }
+            }
+            if !self.acks.flushing {
+                match network.flush().now_or_never() {
+                    Some(result) => result?,
+                    None => self.acks.flushing = true,
+                }
+            }
+        }
         self.acks.write(&mut self.event_loop).await
     }
 
@@ -194,15 +220,12 @@ impl Client {
             .map_err(|error| RequestError(error.to_string()))
     }
 
-    pub fn publish(&self, publish: OutgoingPublish) -> Result<(), RequestError> {
-        self.requests
-            .try_publish(
-                publish.topic,
-                qos_of(publish.qos),
-                publish.retain,
-                publish.payload,
-            )
-            .map_err(|error| RequestError(error.to_string()))
+    pub fn publish(&mut self, publish: OutgoingPublish) -> Result<(), RequestError> {
+        let mut packet = Publish::new(publish.topic, qos_of(publish.qos), Vec::new());
+        packet.payload = publish.payload;
+        packet.retain = publish.retain;
+        self.publishes.push_back(packet);
+        Ok(())
     }
 
     /// At shutdown: sends the acknowledgements of what was committed (waiting up to 2 s for the

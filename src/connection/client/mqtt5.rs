@@ -13,7 +13,9 @@ use rumqttc::v5::mqttbytes::v5::{
     SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
+use rumqttc::v5::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request, StateError,
+};
 use rumqttc::{NetworkOptions, Outgoing};
 
 use super::{ClientEvent, Failure, FilterRequest, Grant, Message, OutgoingPublish, RequestError};
@@ -133,15 +135,14 @@ impl Client {
             .map_err(|error| RequestError(error.to_string()))
     }
 
-    pub fn publish(&self, publish: OutgoingPublish) -> Result<(), RequestError> {
-        self.requests
-            .try_publish(
-                publish.topic,
-                qos_of(publish.qos),
-                publish.retain,
-                publish.payload,
-            )
-            .map_err(|error| RequestError(error.to_string()))
+    /// The event loop takes its pending requests before its request queue (where the
+    /// acknowledgements of a flood wait), and pending is empty but for ours: a broken session's
+    /// are dropped.
+    pub fn publish(&mut self, publish: OutgoingPublish) -> Result<(), RequestError> {
+        let mut packet = Publish::new(publish.topic, qos_of(publish.qos), publish.payload, None);
+        packet.retain = publish.retain;
+        self.event_loop.pending.push_back(Request::Publish(packet));
+        Ok(())
     }
 
     pub async fn close(mut self) {
