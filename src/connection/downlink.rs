@@ -17,7 +17,7 @@ use super::client::{Client, OutgoingPublish};
 
 /// Commands handed to the client and not yet acknowledged, at most: below the client's own
 /// window of packet ids for our publishes, so none waits there for an id to come free.
-const MAX_IN_FLIGHT: usize = 4;
+const MAX_IN_FLIGHT: usize = 12;
 use crate::downlink::{self, CommandReport, CommandStatus};
 use crate::entity::device_command;
 

@@ -10,7 +10,8 @@ use super::tls::{client_configuration, TlsError};
 use crate::entity::mqtt_connection;
 use crate::secrets::{SecretError, Secrets};
 
-const OUTGOING_INFLIGHT: u16 = 8;
+/// Our own publishes (commands) in flight at most; the client keeps a slot per packet id.
+const OUTGOING_INFLIGHT: u16 = 16;
 /// The largest message accepted from the broker.
 const MAX_INCOMING_PACKET_BYTES: usize = 16 * 1024 * 1024;
 const MAX_OUTGOING_PACKET_BYTES: usize = 1024 * 1024;
@@ -199,9 +200,9 @@ impl ConnectionSettings {
                     .set_keep_alive(keep_alive)
                     .set_clean_session(self.clean_session)
                     .set_manual_acks(true)
-                    // This bounds our own outgoing publishes, of which there are none; the client
-                    // keeps a slot array of this size per connection, so a large value costs
-                    // memory for nothing.
+                    // This bounds our own publishes (commands) in flight; the client keeps a
+                    // slot array of this size per connection, so a large value costs memory on
+                    // every connection for a rare burst of commands.
                     .set_inflight(OUTGOING_INFLIGHT)
                     .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES)
                     .set_request_channel_capacity(request_capacity);

@@ -13,9 +13,7 @@ use rumqttc::v5::mqttbytes::v5::{
     SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request, StateError,
-};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
 use rumqttc::{NetworkOptions, Outgoing};
 
 use super::{ClientEvent, Failure, FilterRequest, Grant, Message, OutgoingPublish, RequestError};
@@ -23,12 +21,19 @@ use crate::delivery::Acknowledgement;
 
 /// See the 3.1.1 client: a small send buffer keeps the keep-alive ping from waiting long.
 const SEND_BUFFER_BYTES: u32 = 64 * 1024;
+/// Acknowledgements in the client's request queue at most; the rest wait here. The loop writes
+/// one request per turn, so this is how many turns a publish of ours may wait.
+const ACKS_IN_QUEUE: usize = 32;
 
 pub struct Client {
     requests: AsyncClient,
     event_loop: EventLoop,
-    /// Acknowledgements the client's request queue could not take yet.
+    /// Acknowledgements not handed to the client's request queue yet.
     waiting: VecDeque<Acknowledgement>,
+    /// Handed to the request queue and not written yet.
+    acks_in_queue: usize,
+    /// Our own publishes (commands), handed to the request queue before any acknowledgement.
+    publishes: VecDeque<Publish>,
     waiting_gauge: Gauge,
     stuck_after: Duration,
 }
@@ -48,6 +53,8 @@ impl Client {
             requests,
             event_loop,
             waiting: VecDeque::new(),
+            acks_in_queue: 0,
+            publishes: VecDeque::new(),
             waiting_gauge,
             stuck_after,
         }
@@ -57,7 +64,15 @@ impl Client {
         // The library pings at least once per keep-alive, so a poll that returns nothing for
         // twice as long is stuck on a socket the broker no longer reads.
         match tokio::time::timeout(self.stuck_after, self.event_loop.poll()).await {
-            Ok(Ok(event)) => Ok(client_event(event)),
+            Ok(Ok(event)) => {
+                if matches!(
+                    event,
+                    Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))
+                ) {
+                    self.acks_in_queue = self.acks_in_queue.saturating_sub(1);
+                }
+                Ok(client_event(event))
+            }
             Ok(Err(error)) => {
                 // Publishes (and stale acknowledgements) of the broken session are not the
                 // next session's: the session's owner sends its commands again.
@@ -95,10 +110,27 @@ impl Client {
         self.waiting.push_back(acknowledgement);
     }
 
-    /// Hands waiting acknowledgements to the client's request queue as far as it takes them;
-    /// the event loop writes them on its next rounds.
+    /// Hands our publishes, then waiting acknowledgements (up to `ACKS_IN_QUEUE` at a time),
+    /// to the client's request queue; the event loop writes them on its next turns.
     pub fn write_acknowledgements(&mut self) -> Result<(), RequestError> {
-        while let Some(acknowledgement) = self.waiting.front() {
+        while let Some(publish) = self.publishes.pop_front() {
+            let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+            let queued = self.requests.try_publish(
+                topic,
+                publish.qos,
+                publish.retain,
+                publish.payload.clone(),
+            );
+            if queued.is_err() {
+                // Full: it goes first next time, before any acknowledgement.
+                self.publishes.push_front(publish);
+                break;
+            }
+        }
+        while self.publishes.is_empty() && self.acks_in_queue < ACKS_IN_QUEUE {
+            let Some(acknowledgement) = self.waiting.front() else {
+                break;
+            };
             if self
                 .requests
                 .try_ack(&acknowledged(*acknowledgement))
@@ -108,6 +140,7 @@ impl Client {
                 break;
             }
             self.waiting.pop_front();
+            self.acks_in_queue += 1;
         }
         self.waiting_gauge
             .set(i64::try_from(self.waiting.len()).unwrap_or(i64::MAX));
@@ -116,6 +149,8 @@ impl Client {
 
     pub fn forget_acknowledgements(&mut self) {
         self.waiting.clear();
+        self.acks_in_queue = 0;
+        self.publishes.clear();
         self.waiting_gauge.set(0);
     }
 
@@ -135,13 +170,10 @@ impl Client {
             .map_err(|error| RequestError(error.to_string()))
     }
 
-    /// The event loop takes its pending requests before its request queue (where the
-    /// acknowledgements of a flood wait), and pending is empty but for ours: a broken session's
-    /// are dropped.
     pub fn publish(&mut self, publish: OutgoingPublish) -> Result<(), RequestError> {
         let mut packet = Publish::new(publish.topic, qos_of(publish.qos), publish.payload, None);
         packet.retain = publish.retain;
-        self.event_loop.pending.push_back(Request::Publish(packet));
+        self.publishes.push_back(packet);
         Ok(())
     }
 
