@@ -260,7 +260,11 @@ pub fn endpoints() -> Vec<Endpoint> {
                      client id of its own, at most 5 s) without saving anything.",
                 )
                 .body::<connections::TestConnection>()
-                .json::<connections::TestResult>(OK, "The broker's answer"),
+                .json::<connections::TestResult>(OK, "The broker's answer")
+                .error(
+                    StatusCode::NOT_FOUND,
+                    "`site_id` (given without a password) names a site without a connection.",
+                ),
             ),
             list_endpoint::<connections::ConnectionList>(
                 "/api/mqtt/connections",
