@@ -298,7 +298,13 @@ async fn silence_is_noticed_within_a_second_of_the_limit_and_ended_by_the_next_m
         (common::connection(service, site_id.into()).await["silent"] == false).then_some(())
     })
     .await;
-    assert!(has_log_row(service, site_id, "receiving", "after").await);
+    // The row is written beside the flag, not before it.
+    eventually(Duration::from_secs(5), "the receiving log row", || async {
+        has_log_row(service, site_id, "receiving", "after")
+            .await
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         common::metric(
             service,
