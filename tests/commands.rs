@@ -14,10 +14,8 @@ use common::{
     Service, ServiceOptions, TestDatabase,
 };
 use futures_util::StreamExt;
-use mqtt_supervisor::entity::mqtt_connection;
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{json, Value};
 
 fn fast_options() -> ServiceOptions {
@@ -168,14 +166,7 @@ async fn site_on(database: &TestDatabase, broker: &PrivateBroker, active: bool) 
 
 async fn switch(database: &TestDatabase, connection_id: i32, active: bool) {
     let db = database.connect().await;
-    mqtt_connection::ActiveModel {
-        id: Set(connection_id),
-        is_active: Set(active),
-        ..Default::default()
-    }
-    .update(&db)
-    .await
-    .expect("switch the connection");
+    common::set_active(&db, connection_id, active).await;
     if active {
         wait_for_row_status(&db, connection_id, "connected", Duration::from_secs(10)).await;
     }

@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    eventually, seed_test_site, unique_name, wait_for_granted, wait_for_row_status, PrivateBroker,
-    Service, ServiceOptions, TestDatabase,
+    eventually, seed_test_site, set_active, unique_name, wait_for_granted, wait_for_row_status,
+    PrivateBroker, Service, ServiceOptions, TestDatabase,
 };
 use mqtt_supervisor::entity::{mqtt_connection, sensor, sensor_reading};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
@@ -232,17 +232,6 @@ async fn stored_after_a_stop(
     // What the broker kept arrives right after the CONNACK; allow for the writer's flush.
     tokio::time::sleep(Duration::from_secs(2)).await;
     readings_of(db, &sensor_name).await.len()
-}
-
-async fn set_active(db: &sea_orm::DatabaseConnection, connection_id: i32, active: bool) {
-    mqtt_connection::ActiveModel {
-        id: Set(connection_id),
-        is_active: Set(active),
-        ..Default::default()
-    }
-    .update(db)
-    .await
-    .expect("switch the connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    config_args, insert_site, insert_topic, publisher_on, row_status, wait_for_row_status,
-    PrivateBroker, Service, ServiceOptions, TestDatabase,
+    config_args, insert_site, insert_topic, publisher_on, row_status, set_active,
+    wait_for_row_status, PrivateBroker, Service, ServiceOptions, TestDatabase,
 };
 use mqtt_supervisor::entity::{mqtt_connection, mqtt_connection_log, sensor_reading};
 use sea_orm::sea_query::Expr;
@@ -24,15 +24,6 @@ fn fast_options(directory: &std::path::Path) -> ServiceOptions {
         ),
         ..Default::default()
     }
-}
-
-async fn set_active(db: &sea_orm::DatabaseConnection, connection_id: i32, active: bool) {
-    mqtt_connection::Entity::update_many()
-        .col_expr(mqtt_connection::Column::IsActive, Expr::value(active))
-        .filter(mqtt_connection::Column::Id.eq(connection_id))
-        .exec(db)
-        .await
-        .expect("update is_active");
 }
 
 async fn events_of(db: &sea_orm::DatabaseConnection, site_id: i32, event: &str) -> u64 {

@@ -91,7 +91,7 @@ pub(super) struct Downlink {
     db: DatabaseConnection,
     report: CommandReport,
     tracker: Tracker,
-    /// Open commands the client's queue could not take yet: tried again as publishes go out.
+    /// Open commands beyond `MAX_IN_FLIGHT`: handed over as those in flight are acknowledged.
     backlog: bool,
 }
 
@@ -162,11 +162,7 @@ impl Downlink {
                 qos,
                 retain,
             };
-            if client.publish(publish).is_err() {
-                // The client's queue is full: the rest go once it has written some.
-                self.backlog = true;
-                return;
-            }
+            client.publish(publish);
             self.tracker.handed(id, qos);
         }
     }

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use live::{LiveConnection, LiveConnections};
-pub use probe::{probe, probe_client_id, ProbeOutcome};
+pub use probe::{probe, ProbeOutcome};
 pub use settings::{ConnectionSettings, Protocol, SettingsError, Will};
 pub use status::{ConnectionStatus, StatusReporter};
 pub use tls::{check_client_identity, TlsError};

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use rumqttc::{LastWill, MqttOptions, QoS, Transport};
+use rumqttc::{LastWill, MqttOptions, Transport};
 use serde::{Deserialize, Serialize};
 
-use super::client::ClientOptions;
+use super::client::{mqtt311_qos, mqtt5_qos, ClientOptions};
 use super::tls::{client_configuration, TlsError};
 use crate::entity::mqtt_connection;
 use crate::secrets::{SecretError, Secrets};
@@ -216,7 +216,7 @@ impl ConnectionSettings {
                     options.set_last_will(LastWill::new(
                         will.topic.clone(),
                         will.payload.clone().into_bytes(),
-                        qos_of(will.qos),
+                        mqtt311_qos(will.qos),
                         will.retain,
                     ));
                 }
@@ -227,7 +227,6 @@ impl ConnectionSettings {
             }
             Protocol::V5 => {
                 use rumqttc::v5::mqttbytes::v5::LastWill as LastWillV5;
-                use rumqttc::v5::mqttbytes::QoS as QoSV5;
                 let mut options = rumqttc::v5::MqttOptions::new(
                     self.broker_client_id(),
                     self.host.clone(),
@@ -256,15 +255,10 @@ impl ConnectionSettings {
                     );
                 }
                 if let Some(will) = &self.last_will {
-                    let qos = match will.qos {
-                        0 => QoSV5::AtMostOnce,
-                        2 => QoSV5::ExactlyOnce,
-                        _ => QoSV5::AtLeastOnce,
-                    };
                     options.set_last_will(LastWillV5::new(
                         will.topic.clone(),
                         will.payload.clone().into_bytes(),
-                        qos,
+                        mqtt5_qos(will.qos),
                         will.retain,
                         None,
                     ));
@@ -275,14 +269,6 @@ impl ConnectionSettings {
                 Ok(ClientOptions::V5(Box::new(options)))
             }
         }
-    }
-}
-
-fn qos_of(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        2 => QoS::ExactlyOnce,
-        _ => QoS::AtLeastOnce,
     }
 }
 

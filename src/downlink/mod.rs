@@ -12,8 +12,5 @@ mod status;
 pub use bell::CommandBell;
 pub use outbox::{enqueue, expire_overdue, open_commands, transition, Enqueued};
 pub use report::CommandReport;
-pub use request::{
-    check_idempotency_key, encode_payload, InvalidCommand, NewCommand, DEFAULT_EXPIRES_IN_SECS,
-    MAX_EXPIRES_IN_SECS,
-};
+pub use request::{check_idempotency_key, InvalidCommand, NewCommand, MAX_EXPIRES_IN_SECS};
 pub use status::CommandStatus;

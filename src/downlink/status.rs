@@ -57,14 +57,6 @@ impl CommandStatus {
             CommandStatus::Expired => &[CommandStatus::Queued],
         }
     }
-
-    /// Nothing happens to the command any more.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            CommandStatus::Confirmed | CommandStatus::Failed | CommandStatus::Expired
-        )
-    }
 }
 
 #[cfg(test)]
@@ -90,7 +82,8 @@ mod tests {
         assert_eq!(Expired.reached_from(), &[Queued]);
         for to in CommandStatus::ALL {
             for from in to.reached_from() {
-                assert!(!from.is_final(), "{from:?} → {to:?}");
+                let final_status = matches!(from, Confirmed | Failed | Expired);
+                assert!(!final_status, "{from:?} → {to:?}");
             }
         }
     }

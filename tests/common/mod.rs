@@ -881,6 +881,20 @@ pub async fn insert_topic(
     .id
 }
 
+/// Switches a connection on or off in the database, as an operator editing the row would.
+pub async fn set_active(db: &sea_orm::DatabaseConnection, connection_id: i32, active: bool) {
+    use mqtt_supervisor::entity::mqtt_connection;
+    use sea_orm::{ActiveModelTrait, Set};
+    mqtt_connection::ActiveModel {
+        id: Set(connection_id),
+        is_active: Set(active),
+        ..Default::default()
+    }
+    .update(db)
+    .await
+    .expect("switch the connection");
+}
+
 pub async fn row_status(
     db: &sea_orm::DatabaseConnection,
     connection_id: i32,

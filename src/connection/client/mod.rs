@@ -6,6 +6,9 @@
 mod mqtt311;
 mod mqtt5;
 
+pub(super) use mqtt311::qos_of as mqtt311_qos;
+pub(super) use mqtt5::qos_of as mqtt5_qos;
+
 use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -191,7 +194,7 @@ impl Client {
     /// Queues a publish of ours ahead of everything the client has queued (acknowledgements
     /// included, so a flood of incoming messages does not hold a command back);
     /// `PublishWritten` follows when it is written. The caller keeps a few in flight at most.
-    pub fn publish(&mut self, publish: OutgoingPublish) -> Result<(), RequestError> {
+    pub fn publish(&mut self, publish: OutgoingPublish) {
         match self {
             Client::V3_1_1(client) => client.publish(publish),
             Client::V5(client) => client.publish(publish),

@@ -95,7 +95,8 @@ fn failure(error: &ConnectionError) -> Failure {
     }
 }
 
-fn qos_of(level: u8) -> QoS {
+/// A QoS level as the 3.1.1 client names it; anything but 0 and 2 is 1.
+pub(in crate::connection) fn qos_of(level: u8) -> QoS {
     match level {
         0 => QoS::AtMostOnce,
         2 => QoS::ExactlyOnce,
@@ -220,12 +221,11 @@ impl Client {
             .map_err(|error| RequestError(error.to_string()))
     }
 
-    pub fn publish(&mut self, publish: OutgoingPublish) -> Result<(), RequestError> {
+    pub fn publish(&mut self, publish: OutgoingPublish) {
         let mut packet = Publish::new(publish.topic, qos_of(publish.qos), Vec::new());
         packet.payload = publish.payload;
         packet.retain = publish.retain;
         self.publishes.push_back(packet);
-        Ok(())
     }
 
     /// At shutdown: sends the acknowledgements of what was committed (waiting up to 2 s for the

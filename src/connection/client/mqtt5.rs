@@ -170,11 +170,10 @@ impl Client {
             .map_err(|error| RequestError(error.to_string()))
     }
 
-    pub fn publish(&mut self, publish: OutgoingPublish) -> Result<(), RequestError> {
+    pub fn publish(&mut self, publish: OutgoingPublish) {
         let mut packet = Publish::new(publish.topic, qos_of(publish.qos), publish.payload, None);
         packet.retain = publish.retain;
         self.publishes.push_back(packet);
-        Ok(())
     }
 
     pub async fn close(mut self) {
@@ -420,7 +419,8 @@ fn failure(error: &ConnectionError) -> Failure {
     }
 }
 
-fn qos_of(level: u8) -> QoS {
+/// A QoS level as the v5 client names it; anything but 0 and 2 is 1.
+pub(in crate::connection) fn qos_of(level: u8) -> QoS {
     match level {
         0 => QoS::AtMostOnce,
         2 => QoS::ExactlyOnce,
