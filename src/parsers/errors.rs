@@ -87,6 +87,16 @@ pub enum LoadError {
         name: String,
         taken_by: String,
     },
+    #[error(
+        "{}: command template {name:?} is already declared by parser {taken_by}; template names \
+         are unique across parsers, so rename one",
+        .file.display()
+    )]
+    DuplicateCommand {
+        file: PathBuf,
+        name: String,
+        taken_by: String,
+    },
 }
 
 impl LoadError {
@@ -98,7 +108,8 @@ impl LoadError {
             | LoadError::Json { file, .. }
             | LoadError::Invalid { file, .. }
             | LoadError::Schema { file, .. }
-            | LoadError::DuplicateName { file, .. } => file,
+            | LoadError::DuplicateName { file, .. }
+            | LoadError::DuplicateCommand { file, .. } => file,
         }
     }
 }

@@ -4,8 +4,10 @@
 //! The parts: `parser` (the trait and its input), `records` (what parsers produce), `errors`,
 //! `decode` (bytes to JSON), `payload_schema` (validating a payload), `timestamps`,
 //! `json_pointer`, `registry`, `store` (the registry in force, swapped whole on reload), one file
-//! per built-in parser, and `declarative` for the JSON parsers of the `parsers/` folder.
+//! per built-in parser, `declarative` for the JSON parsers of the `parsers/` folder, and
+//! `command_template` for the commands a definition declares for its devices.
 
+mod command_template;
 mod datalogger_readings_v1;
 mod declarative;
 mod decode;
@@ -24,6 +26,9 @@ mod timestamps;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+pub use command_template::{
+    ArgumentError, CommandInfo, CommandTemplate, ConfirmRule, RenderedCommand, SwitchInfo,
+};
 pub use datalogger_readings_v1::DataloggerReadingsV1;
 pub use declarative::{definition_schema, outdated_schema_copy, DeclarativeParser};
 pub use decode::{decode_payload, MAX_DEPTH};

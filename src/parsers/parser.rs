@@ -1,11 +1,13 @@
 //! What a parser is: the `Parser` trait, the message it is handed, and how it is listed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::command_template::{CommandInfo, CommandTemplate};
 use super::errors::ParseError;
 use super::records::ParseOutput;
 
@@ -39,6 +41,10 @@ pub trait Parser: Send + Sync {
     fn parse_fast(&self, _input: &BytesInput<'_>) -> Option<ParseOutput> {
         None
     }
+    /// The commands its devices accept (declared in a definition's `commands`).
+    fn commands(&self) -> &[Arc<CommandTemplate>] {
+        &[]
+    }
 }
 
 /// One message as received, for [`Parser::parse_fast`]; the size limit is already checked.
@@ -56,6 +62,8 @@ pub struct ParserInfo {
     pub kind: &'static str,
     pub description: String,
     pub schema: Value,
+    /// Its command templates.
+    pub commands: Vec<CommandInfo>,
 }
 
 /// A topic capture, unless the pattern lacks it or it matched an empty topic level.

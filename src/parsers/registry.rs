@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::command_template::CommandTemplate;
 use super::declarative::{self, DeclarativeParser};
 use super::errors::{LoadError, ParseError};
 use super::parser::{ParseInput, Parser, ParserInfo};
@@ -14,6 +15,8 @@ use super::{DataloggerReadingsV1, FlatTelemetry, GatewayStatusV1};
 #[derive(Clone)]
 pub struct Registry {
     parsers: Arc<BTreeMap<String, Arc<dyn Parser>>>,
+    /// Every parser's command templates, by template name.
+    commands: Arc<BTreeMap<String, Arc<CommandTemplate>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -29,6 +32,7 @@ impl Registry {
     pub fn builtin() -> Registry {
         Registry {
             parsers: Arc::new(builtin_map()),
+            commands: Arc::default(),
         }
     }
 
@@ -37,6 +41,7 @@ impl Registry {
     pub fn load(dir: &Path) -> Result<Registry, Vec<LoadError>> {
         let mut parsers = builtin_map();
         let mut loaded_from: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut commands: BTreeMap<String, Arc<CommandTemplate>> = BTreeMap::new();
         let (files, mut errors) = declarative::definition_files(dir);
         for file in files {
             match DeclarativeParser::from_file(&file) {
@@ -54,6 +59,17 @@ impl Registry {
                         });
                         continue;
                     }
+                    for template in parser.commands() {
+                        if let Some(taken) = commands.get(&template.name) {
+                            errors.push(LoadError::DuplicateCommand {
+                                file: file.clone(),
+                                name: template.name.clone(),
+                                taken_by: taken.parser.clone(),
+                            });
+                        } else {
+                            commands.insert(template.name.clone(), template.clone());
+                        }
+                    }
                     loaded_from.insert(name.clone(), file);
                     parsers.insert(name, Arc::new(parser));
                 }
@@ -63,6 +79,7 @@ impl Registry {
         if errors.is_empty() {
             Ok(Registry {
                 parsers: Arc::new(parsers),
+                commands: Arc::new(commands),
             })
         } else {
             Err(errors)
@@ -71,6 +88,16 @@ impl Registry {
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Parser>> {
         self.parsers.get(name).cloned()
+    }
+
+    /// Every command template's name, sorted.
+    pub fn command_names(&self) -> Vec<String> {
+        self.commands.keys().cloned().collect()
+    }
+
+    /// The command template of that name, whichever parser declares it.
+    pub fn command(&self, name: &str) -> Option<Arc<CommandTemplate>> {
+        self.commands.get(name).cloned()
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -91,6 +118,11 @@ impl Registry {
                 kind: parser.kind(),
                 description: parser.description().to_owned(),
                 schema: parser.schema().clone(),
+                commands: parser
+                    .commands()
+                    .iter()
+                    .map(|template| template.info())
+                    .collect(),
             })
             .collect()
     }

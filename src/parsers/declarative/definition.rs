@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::checks::{check_parser_name, check_pointer, name_template_parts};
+use super::command_definition::CommandDefinition;
 use crate::parsers::json_pointer::escape_pointer_token;
 use crate::parsers::TimestampFormat;
 
@@ -37,6 +38,9 @@ pub(crate) struct Definition {
     pub sensors: Vec<SensorDefinition>,
     #[serde(default, deserialize_with = "given")]
     pub gateway_status: Option<StatusDefinition>,
+    /// Commands the parser's devices accept, by name.
+    #[serde(default)]
+    pub commands: BTreeMap<ParserName, CommandDefinition>,
 }
 
 /// Reads a definition, naming the JSON pointer of the first value that does not fit.
@@ -75,7 +79,7 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub(crate) struct ParserName(pub String);
 

@@ -517,6 +517,55 @@ mod tests {
             with(&relay, "/sensors/0/map", json!({"on": null})),
             with(&relay, "/sensors/0/map", json!([1])),
             with(&relay, "/sensors/0/extra", json!("x")),
+            with(&relay, "/commands", json!([])),
+            with(
+                &relay,
+                "/commands",
+                json!({"set": {"args": {}, "payload": 1}}),
+            ),
+            with(
+                &relay,
+                "/commands",
+                json!({"set": {"topic": "a", "payload": 1}}),
+            ),
+            with(
+                &relay,
+                "/commands",
+                json!({"set": {"topic": "a", "args": {}}}),
+            ),
+            with(
+                &relay,
+                "/commands",
+                json!({"set": {"topic": "a", "args": {}, "payload": 1, "extra": 1}}),
+            ),
+            with(
+                &relay,
+                "/commands",
+                json!({"bad name!": {"topic": "a", "args": {}, "payload": 1}}),
+            ),
+            with(
+                &relay,
+                "/commands",
+                json!({"set": {"topic": "", "args": {}, "payload": 1}}),
+            ),
+            with(
+                &relay,
+                "/commands",
+                json!({"set": {"topic": "a", "args": {}, "payload": 1,
+                               "confirm": {"topic": "b", "fields": {"state": "on"}}}}),
+            ),
+            with(
+                &relay,
+                "/commands",
+                json!({"set": {"topic": "a", "args": {}, "payload": 1,
+                               "confirm": {"topic": "b"}}}),
+            ),
+            with(
+                &relay,
+                "/commands",
+                json!({"set": {"topic": "a", "args": {}, "payload": 1,
+                               "switch": {"sensor": "r", "arg": "s", "on": 1}}}),
+            ),
         ]
     }
 

@@ -5,6 +5,7 @@
 //! form), `checks` (what the types cannot say), `mapping` (running a parser), `files`.
 
 mod checks;
+mod command_definition;
 mod definition;
 mod definition_schema;
 mod files;
@@ -14,11 +15,13 @@ mod mapping;
 mod test_definitions;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::{
-    compile_schema, validate_payload, LoadError, ParseError, ParseInput, ParseOutput, Parser,
+    compile_schema, validate_payload, CommandTemplate, LoadError, ParseError, ParseInput,
+    ParseOutput, Parser,
 };
 use mapping::Mapping;
 
@@ -32,6 +35,7 @@ pub struct DeclarativeParser {
     validator: jsonschema::Validator,
     file: PathBuf,
     mapping: Mapping,
+    commands: Vec<Arc<CommandTemplate>>,
 }
 
 impl DeclarativeParser {
@@ -74,6 +78,14 @@ impl DeclarativeParser {
             .into_iter()
             .map(invalid)
             .collect();
+        let commands =
+            match command_definition::compile_commands(&definition.name, &definition.commands) {
+                Ok(commands) => commands.into_iter().map(Arc::new).collect(),
+                Err(problems) => {
+                    errors.extend(problems.into_iter().map(invalid));
+                    Vec::new()
+                }
+            };
         let validator = match compile_schema(&definition.schema.0) {
             Ok(validator) if errors.is_empty() => validator,
             Ok(_) => return Err(errors),
@@ -96,6 +108,7 @@ impl DeclarativeParser {
             validator,
             file: file.to_path_buf(),
             mapping: Mapping::new(definition),
+            commands,
         })
     }
 
@@ -146,6 +159,10 @@ impl Parser for DeclarativeParser {
     fn parse(&self, input: &ParseInput<'_>) -> Result<ParseOutput, ParseError> {
         validate_payload(&self.validator, input.payload)?;
         self.mapping.apply(input)
+    }
+
+    fn commands(&self) -> &[Arc<CommandTemplate>] {
+        &self.commands
     }
 }
 
@@ -218,7 +235,7 @@ mod tests {
             "/gateway_status/online: must be a non-empty list",
             "/gateway_status/metadata: keys must not be empty",
             "/gateway_status/metadata/ip: \"ip\" is not a JSON pointer",
-            "/sensor: unknown key; expected one of: datalogger, description, gateway",
+            "/sensor: unknown key; expected one of: commands, datalogger, description, gateway",
         ] {
             assert!(
                 found
