@@ -419,7 +419,7 @@ async fn bad_commands_are_refused_with_the_field_named_and_nothing_is_sent() {
             "expires_in_secs",
         ),
         (
-            json!({"template": "set_relay", "args": {"channel": 1, "state": "on"}}),
+            json!({"template": "no_such_template", "args": {"channel": 1, "state": "on"}}),
             "template",
         ),
         (

@@ -43,7 +43,8 @@ pub struct CreateCommand {
     /// A command template declared by a parser definition, instead of `topic` and `payload`.
     #[schema(schema_with = optional_text_schema)]
     template: Option<String>,
-    /// The template's arguments.
+    /// The template's arguments, checked against the JSON Schema the template declares (see
+    /// `GET /api/parsers`).
     #[schema(value_type = Option<Object>)]
     args: Option<Value>,
 }
@@ -98,6 +99,10 @@ pub struct CommandResponse {
     /// Why it failed.
     #[schema(required)]
     pub error: Option<String>,
+    /// The device reply that confirms it (`topic`, `fields`: JSON pointer → value,
+    /// `within_secs`), for a command made from a template that declares one.
+    #[schema(required, value_type = Option<Object>)]
+    pub confirm: Option<Value>,
 }
 
 impl From<device_command::Model> for CommandResponse {
@@ -118,6 +123,10 @@ impl From<device_command::Model> for CommandResponse {
             delivered_at: model.delivered_at,
             confirmed_at: model.confirmed_at,
             error: model.error,
+            confirm: model
+                .confirm_rule
+                .as_deref()
+                .and_then(|rule| serde_json::from_str(rule).ok()),
         }
     }
 }
@@ -129,15 +138,43 @@ impl From<InvalidCommand> for ApiError {
 }
 
 fn checked(site_id: i32, body: CreateCommand, state: &AppState) -> Result<NewCommand, ApiError> {
-    if let Some(template) = body.template {
-        // Parser definitions declare no command templates yet: every name is unknown.
-        return Err(ApiError::validation(
-            "template",
-            format!(
-                "no parser definition declares a command template named '{template}'; send a \
-                 topic and a payload instead"
-            ),
-        ));
+    let max_payload_bytes = state.config.pipeline.max_payload_bytes;
+    let expires_in_secs = body.expires_in_secs.map(|JsonInteger(secs)| secs);
+    if let Some(name) = body.template {
+        for (field, given) in [
+            ("topic", body.topic.is_some()),
+            ("payload", body.payload.is_some()),
+            ("qos", body.qos.is_some()),
+            ("retain", body.retain.is_some()),
+        ] {
+            if given {
+                return Err(ApiError::validation(
+                    field,
+                    format!("comes from the template '{name}'; leave it out or send no template"),
+                ));
+            }
+        }
+        let registry = state.parsers.current();
+        let Some(template) = registry.command(&name) else {
+            let known = registry.command_names();
+            let known = if known.is_empty() {
+                "no parser declares one".to_owned()
+            } else {
+                format!("known: {}", known.join(", "))
+            };
+            return Err(ApiError::validation(
+                "template",
+                format!("no parser declares a command template named '{name}' ({known})"),
+            ));
+        };
+        let args = body.args.unwrap_or(Value::Object(Default::default()));
+        return Ok(NewCommand::from_template(
+            site_id,
+            &template,
+            &args,
+            expires_in_secs,
+            max_payload_bytes,
+        )?);
     }
     if body.args.is_some() {
         return Err(ApiError::validation(
@@ -163,8 +200,8 @@ fn checked(site_id: i32, body: CreateCommand, state: &AppState) -> Result<NewCom
         &payload,
         body.qos.map(|JsonInteger(qos)| qos),
         body.retain,
-        body.expires_in_secs.map(|JsonInteger(secs)| secs),
-        state.config.pipeline.max_payload_bytes,
+        expires_in_secs,
+        max_payload_bytes,
     )?)
 }
 
@@ -208,6 +245,17 @@ pub async fn create(
             metrics: state.metrics.clone(),
         }
         .told(&enqueued.command);
+        if let Some(rule) = enqueued
+            .command
+            .confirm_rule
+            .as_deref()
+            .and_then(|rule| serde_json::from_str(rule).ok())
+        {
+            state
+                .supervisor
+                .reply_watch()
+                .expect(site_id, enqueued.command.id, rule);
+        }
         state.supervisor.command_stored(site_id);
     }
     Ok((StatusCode::ACCEPTED, Json(enqueued.command.into())))

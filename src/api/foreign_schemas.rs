@@ -20,6 +20,43 @@ pub struct ParserInfoSchema {
     /// The JSON Schema every payload must satisfy.
     #[schema(value_type = Object)]
     pub schema: serde_json::Value,
+    /// The commands its devices accept (`crate::parsers::CommandInfo`).
+    pub commands: Vec<CommandInfoSchema>,
+}
+
+/// A command template of a parser.
+#[derive(ToSchema)]
+#[schema(as = CommandTemplate)]
+pub struct CommandInfoSchema {
+    /// Sent as `{"template": name, "args": {...}}` to `POST /api/sites/{site_id}/commands`.
+    pub name: String,
+    pub description: String,
+    /// The JSON Schema of `args`.
+    #[schema(value_type = Object)]
+    pub args: serde_json::Value,
+    /// The topic with its `{argument}` placeholders.
+    pub topic: String,
+    /// Whether a device reply confirms it (status `confirmed`).
+    pub confirmed_by_reply: bool,
+    /// Shown on the Devices page as an on/off switch beside sensors of this name.
+    #[schema(nullable = false)]
+    pub switch: Option<SwitchInfoSchema>,
+}
+
+/// How the Devices page shows a command as a switch.
+#[derive(ToSchema)]
+#[schema(as = CommandSwitch)]
+pub struct SwitchInfoSchema {
+    /// Sensor name with `{argument}` placeholders, e.g. `relay_{channel}`.
+    pub sensor: String,
+    /// The argument that carries the state.
+    pub arg: String,
+    /// Any JSON value.
+    #[schema(value_type = Value)]
+    pub on: serde_json::Value,
+    /// Any JSON value.
+    #[schema(value_type = Value)]
+    pub off: serde_json::Value,
 }
 
 fn parser_kind_schema() -> Object {

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::relay;
-use crate::downlink::CommandBell;
+use crate::downlink::{reload_replies, CommandBell, ReplyWatch};
 use crate::events::Hub;
 
 pub(super) const WAKE_CHANNEL: &str = "mqtt_supervisor_wake";
@@ -102,6 +102,7 @@ pub async fn listen(
     wake_supervisor: Arc<Notify>,
     wake_leases: Arc<Notify>,
     commands: CommandBell,
+    replies: ReplyWatch,
     hub: Hub,
     shutdown: CancellationToken,
 ) {
@@ -149,6 +150,10 @@ pub async fn listen(
                     // Only a running connection listens; elsewhere the ring waits unheard.
                     if let Ok(site_id) = notification.payload().parse() {
                         commands.ring(site_id);
+                        // Its device's reply may arrive at a shard of this instance.
+                        if let Err(error) = reload_replies(&replies, &db, Some(site_id)).await {
+                            tracing::warn!(%error, site_id, "cannot load the replies awaited for commands");
+                        }
                     }
                 }
                 EVENTS_CHANNEL => {

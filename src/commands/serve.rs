@@ -222,6 +222,7 @@ pub async fn serve_http(
         alert_after: Duration::from_secs(config.sentry.alert_after_secs),
         instance_id: cluster.instance_id.clone(),
         commands: state.supervisor.command_bell(),
+        replies: state.supervisor.reply_watch(),
     };
     let (running_sender, running_receiver) = watch::channel(BTreeSet::new());
     let supervisor_task = tokio::spawn(supervisor::run(SupervisorContext {
@@ -267,6 +268,7 @@ pub async fn serve_http(
         state.supervisor.local_wake(),
         cluster.wake_leases.clone(),
         state.supervisor.command_bell(),
+        state.supervisor.reply_watch(),
         state.hub.clone(),
         state.shutdown.clone(),
     ));

@@ -27,7 +27,7 @@ pub use status::{ConnectionStatus, StatusReporter};
 pub use tls::{check_client_identity, TlsError};
 
 use crate::backoff::Backoff;
-use crate::downlink::CommandBell;
+use crate::downlink::{CommandBell, ReplyWatch};
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::parsers::ParserStore;
@@ -55,6 +55,8 @@ pub struct ConnectionContext {
     pub instance_id: Arc<str>,
     /// Rung when a command for a site is stored.
     pub commands: CommandBell,
+    /// Device replies awaited to confirm commands, checked against every live message.
+    pub replies: ReplyWatch,
 }
 
 /// What a running session follows without reconnecting: the site's patterns and discovery

@@ -64,6 +64,10 @@ pub async fn enqueue(
         sent_at: Set(None),
         delivered_at: Set(None),
         confirmed_at: Set(None),
+        confirm_rule: Set(command
+            .confirm
+            .as_ref()
+            .and_then(|rule| serde_json::to_string(rule).ok())),
         ..Default::default()
     }
     .insert(db)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::parsers::{CommandTemplate, ConfirmRule};
 use crate::routing::publish_topic_problem;
 
 /// Five minutes: a command that old is usually no longer wanted.
@@ -15,7 +16,7 @@ pub const MAX_EXPIRES_IN_SECS: i64 = 604_800;
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 /// A command ready to be stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewCommand {
     pub site_id: i32,
     pub topic: String,
@@ -24,6 +25,8 @@ pub struct NewCommand {
     pub retain: bool,
     pub expires_in: Duration,
     pub template: Option<String>,
+    /// The device reply that confirms it (commands made from a template that declares one).
+    pub confirm: Option<ConfirmRule>,
     pub idempotency_key: Option<String>,
 }
 
@@ -31,13 +34,13 @@ pub struct NewCommand {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct InvalidCommand {
-    pub field: &'static str,
+    pub field: String,
     pub message: String,
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> InvalidCommand {
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidCommand {
     InvalidCommand {
-        field,
+        field: field.into(),
         message: message.into(),
     }
 }
@@ -62,14 +65,65 @@ impl NewCommand {
         expires_in_secs: Option<i64>,
         max_payload_bytes: usize,
     ) -> Result<NewCommand, InvalidCommand> {
-        if let Some(problem) = publish_topic_problem(topic) {
-            return Err(invalid("topic", problem));
-        }
         let qos = match qos.unwrap_or(1) {
             level @ 0..=2 => level as u8,
             other => return Err(invalid("qos", format!("must be 0, 1 or 2 (got {other})"))),
         };
-        let payload = encode_payload(payload);
+        NewCommand::checked(
+            site_id,
+            topic,
+            encode_payload(payload),
+            qos,
+            retain.unwrap_or(false),
+            expires_in_secs,
+            max_payload_bytes,
+        )
+    }
+
+    /// A command made from a parser's template: `args` checked against its schema and filled
+    /// into its topic, payload and confirm rule.
+    pub fn from_template(
+        site_id: i32,
+        template: &CommandTemplate,
+        args: &Value,
+        expires_in_secs: Option<i64>,
+        max_payload_bytes: usize,
+    ) -> Result<NewCommand, InvalidCommand> {
+        let rendered = template
+            .render(args)
+            .map_err(|error| invalid(error.field, error.message))?;
+        let mut command = NewCommand::checked(
+            site_id,
+            &rendered.topic,
+            encode_payload(&rendered.payload),
+            rendered.qos,
+            rendered.retain,
+            expires_in_secs,
+            max_payload_bytes,
+        )
+        .map_err(|mut error| {
+            // The operator gave arguments, not a topic: say which template made it.
+            error.message = format!("{} (made by template {})", error.message, template.name);
+            error.field = "args".to_owned();
+            error
+        })?;
+        command.template = Some(template.name.clone());
+        command.confirm = rendered.confirm;
+        Ok(command)
+    }
+
+    fn checked(
+        site_id: i32,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+        expires_in_secs: Option<i64>,
+        max_payload_bytes: usize,
+    ) -> Result<NewCommand, InvalidCommand> {
+        if let Some(problem) = publish_topic_problem(topic) {
+            return Err(invalid("topic", problem));
+        }
         if payload.len() > max_payload_bytes {
             return Err(invalid(
                 "payload",
@@ -91,9 +145,10 @@ impl NewCommand {
             topic: topic.to_owned(),
             payload,
             qos,
-            retain: retain.unwrap_or(false),
+            retain,
             expires_in: Duration::from_secs(expires_in_secs as u64),
             template: None,
+            confirm: None,
             idempotency_key: None,
         })
     }

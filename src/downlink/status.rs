@@ -13,7 +13,8 @@ pub enum CommandStatus {
     Delivered,
     /// The device's reply matched the template's confirm rule.
     Confirmed,
-    /// The broker refused it (MQTT 5 reason code) or it could not be published.
+    /// The broker refused it (MQTT 5 reason code), it could not be published, or its device did
+    /// not confirm it in time.
     Failed,
     /// Its time ran out before it could be sent; never sent.
     Expired,
@@ -53,7 +54,12 @@ impl CommandStatus {
             CommandStatus::Sent => &[CommandStatus::Queued],
             CommandStatus::Delivered => &[CommandStatus::Queued, CommandStatus::Sent],
             CommandStatus::Confirmed => &[CommandStatus::Sent, CommandStatus::Delivered],
-            CommandStatus::Failed => &[CommandStatus::Queued, CommandStatus::Sent],
+            // From `delivered` when the device did not confirm in time.
+            CommandStatus::Failed => &[
+                CommandStatus::Queued,
+                CommandStatus::Sent,
+                CommandStatus::Delivered,
+            ],
             CommandStatus::Expired => &[CommandStatus::Queued],
         }
     }

@@ -24,6 +24,9 @@ pub struct Model {
     pub sent_at: Option<DateTimeUtc>,
     pub delivered_at: Option<DateTimeUtc>,
     pub confirmed_at: Option<DateTimeUtc>,
+    /// The device reply that confirms it, as `parsers::ConfirmRule` JSON.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub confirm_rule: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use crate::cluster::ClusterHandle;
 use crate::connection::{LiveConnection, LiveConnections};
-use crate::downlink::CommandBell;
+use crate::downlink::{CommandBell, ReplyWatch};
 
 #[derive(Clone)]
 pub struct SupervisorHandle {
@@ -16,6 +16,7 @@ pub struct SupervisorHandle {
     live: LiveConnections,
     cluster: ClusterHandle,
     commands: CommandBell,
+    replies: ReplyWatch,
 }
 
 impl SupervisorHandle {
@@ -25,6 +26,7 @@ impl SupervisorHandle {
             live: LiveConnections::default(),
             cluster,
             commands: CommandBell::default(),
+            replies: ReplyWatch::default(),
         }
     }
 
@@ -33,6 +35,11 @@ impl SupervisorHandle {
     pub fn command_stored(&self, site_id: i32) {
         self.commands.ring(site_id);
         self.cluster.notifier.command_stored(site_id);
+    }
+
+    /// The device replies this process waits for, to confirm commands.
+    pub fn reply_watch(&self) -> ReplyWatch {
+        self.replies.clone()
     }
 
     /// What the connection tasks listen to for new commands.

@@ -109,20 +109,37 @@ pub async fn run(context: SupervisorContext) {
 
 /// Commands whose time ran out while no connection could send them (a stopped one, a broker
 /// away) end `expired`; a running connection does the same for its own as it sends.
+///
+/// Commands their devices did not confirm in time end `failed`; what this process waits for is
+/// read again, so a command stored by another instance is confirmed here too.
 async fn expire_commands(context: &SupervisorContext) {
-    match downlink::expire_overdue(&context.db, chrono::Utc::now()).await {
-        Ok(expired) => {
-            let report = CommandReport {
-                hub: context.connections.hub.clone(),
-                metrics: context.metrics.clone(),
-            };
-            for command in &expired {
+    let report = CommandReport {
+        hub: context.connections.hub.clone(),
+        metrics: context.metrics.clone(),
+    };
+    let now = chrono::Utc::now();
+    let ended = match downlink::expire_overdue(&context.db, now).await {
+        Ok(mut ended) => downlink::fail_unconfirmed(&context.db, now)
+            .await
+            .map(|mut failed| {
+                ended.append(&mut failed);
+                ended
+            }),
+        Err(error) => Err(error),
+    };
+    match ended {
+        Ok(ended) => {
+            for command in &ended {
                 report.told(command);
             }
         }
         Err(error) => {
             tracing::warn!(target: CONNECTION_TARGET, %error, "cannot expire overdue commands")
         }
+    }
+    let replies = &context.connections.replies;
+    if let Err(error) = downlink::reload_replies(replies, &context.db, None).await {
+        tracing::warn!(target: CONNECTION_TARGET, %error, "cannot load the replies awaited for commands")
     }
 }
 
