@@ -20,7 +20,7 @@ use super::{
     ConnectionContext, ConnectionSettings, ConnectionStatus, LiveSettings, StatusReporter,
 };
 use crate::delivery::{ack_channel, AckReceiver, AckRequest, AckSender};
-use crate::downlink::CommandReport;
+use crate::downlink::{self, CommandReport};
 use crate::pipeline::{prepare, Arrival, TrySendError};
 use crate::routing::{RouteCache, SiteRoutes};
 use crate::telemetry::CONNECTION_TARGET;
@@ -356,8 +356,16 @@ impl Session {
                 topic,
                 payload,
                 user_properties,
+                retain,
                 ..
             } = message;
+            let confirmed =
+                self.context
+                    .replies
+                    .confirmed_by(self.site_id, &topic, &payload, retain);
+            if !confirmed.is_empty() {
+                self.confirm_commands(confirmed);
+            }
             let matched = self.route_cache.route(&self.routes.router, &topic);
             let mut prepared = prepare(
                 Arrival {
@@ -373,13 +381,9 @@ impl Session {
             );
             prepared.ack = acknowledgement
                 .map(|acknowledgement| self.ack_sender.ack(acknowledgement, self.generation));
-            // A stop must not wait for a writer that is stuck on the database.
             let queued = match self.context.writer.try_send(prepared) {
                 Ok(()) => true,
-                Err(TrySendError::Full(prepared)) => tokio::select! {
-                    sent = self.context.writer.send(*prepared) => sent.is_ok(),
-                    _ = self.cancel.cancelled() => false,
-                },
+                Err(TrySendError::Full(prepared)) => self.wait_for_the_writer(*prepared).await,
                 Err(TrySendError::Stopped) => false,
             };
             if !queued {
@@ -390,6 +394,50 @@ impl Session {
             next = self.client.next_read_message();
         }
         Flow::Continue
+    }
+
+    /// Waits for room in the writer's queue (the database is behind). Commands stored meanwhile
+    /// go out at once: a flood of messages to store must not hold up what we send to devices.
+    /// Returns false when stopping or when the writer is gone.
+    async fn wait_for_the_writer(&mut self, prepared: crate::pipeline::Prepared) -> bool {
+        let writer = self.context.writer.clone();
+        let send = writer.send(prepared);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.is_ok(),
+                // A stop must not wait for a writer that is stuck on the database.
+                _ = self.cancel.cancelled() => return false,
+                _ = rung(self.command_bell.as_deref()) => {
+                    self.send_commands().await;
+                    if let Err(error) = self.client.write_acknowledgements().await {
+                        tracing::debug!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "writing a command failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Device replies confirmed these commands: recorded beside the stream of messages, so the
+    /// database write does not hold up the messages behind the reply.
+    fn confirm_commands(&self, command_ids: Vec<i32>) {
+        let db = self.context.db.clone();
+        let replies = self.context.replies.clone();
+        let report = CommandReport {
+            hub: self.context.hub.clone(),
+            metrics: self.context.metrics.clone(),
+        };
+        let site_id = self.site_id;
+        tokio::spawn(async move {
+            for command_id in command_ids {
+                if let Err(error) =
+                    downlink::confirm(&db, &replies, &report, site_id, command_id).await
+                {
+                    // The supervisor's pass finds it unconfirmed and reports it failed.
+                    tracing::warn!(target: CONNECTION_TARGET, site_id, command_id, %error, "cannot record a command's confirmation");
+                }
+            }
+        });
     }
 
     async fn on_subscription_answer(&mut self, packet_id: u16, grants: Vec<Grant>) {
