@@ -1,11 +1,14 @@
 //! A simulated fleet: gateways with dataloggers publishing readings, status and now and then a bad
-//! payload, so every part of the Devices page has something to show.
+//! payload, and a relay controller that obeys `set_relay` commands, so every part of the Devices
+//! page has something to show.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use rand::Rng;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -45,18 +48,63 @@ pub fn gateway_status(gateway: usize, gateways: usize, round: u64) -> &'static s
     }
 }
 
+/// Where the simulated relay controller takes commands, and where it reports its relays.
+const RELAY_COMMANDS: &str = "relayctl/+/relay/+/set";
+const RELAY: &str = "relayctl/ctl-1/relay/1";
+
+/// A relay command's new state: `{"state": "on"|"off"}` on `relayctl/{gateway}/relay/{n}/set`.
+/// Returns the relay's state topic and its new state.
+pub fn relay_command(topic: &str, payload: &[u8]) -> Option<(String, &'static str)> {
+    let relay = topic.strip_suffix("/set")?;
+    let command: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let state = match command.get("state")?.as_str()? {
+        "on" => "on",
+        "off" => "off",
+        _ => return None,
+    };
+    Some((relay.to_owned(), state))
+}
+
 pub async fn run(port: u16, shape: FleetShape, cancel: CancellationToken) {
     let mut options = MqttOptions::new("demo-fleet-simulator", "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_inflight(200);
     let (client, mut event_loop) = AsyncClient::new(options, 1000);
-    let poller = tokio::spawn(async move {
-        loop {
-            if event_loop.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    // The relays' states: switched by commands, reported every round and at once when switched.
+    let relays: Arc<Mutex<BTreeMap<String, &'static str>>> =
+        Arc::new(Mutex::new(BTreeMap::from([(RELAY.to_owned(), "off")])));
+    let poller = {
+        let client = client.clone();
+        let relays = relays.clone();
+        tokio::spawn(async move {
+            loop {
+                match event_loop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client.try_subscribe(RELAY_COMMANDS, QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        if let Some((relay, state)) =
+                            relay_command(&publish.topic, &publish.payload)
+                        {
+                            relays
+                                .lock()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                .insert(relay.clone(), state);
+                            // Not awaited: this loop is what drives the client's queue.
+                            let _ = client.try_publish(
+                                relay,
+                                QoS::AtLeastOnce,
+                                false,
+                                json!({"state": state}).to_string(),
+                            );
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
             }
-        }
-    });
+        })
+    };
     let dataloggers = shape.gateways * shape.dataloggers_per_gateway;
     let mut temperatures: Vec<f64> = (0..dataloggers)
         .map(|index| 18.0 + (index % 7) as f64)
@@ -125,19 +173,22 @@ pub async fn run(port: u16, shape: FleetShape, cancel: CancellationToken) {
                 telemetry.to_string(),
             )
             .await;
-        let relay_state = if sequence.is_multiple_of(2) {
-            "on"
-        } else {
-            "off"
-        };
-        let _ = client
-            .publish(
-                "relayctl/ctl-1/relay/1",
-                QoS::AtLeastOnce,
-                false,
-                json!({"state": relay_state}).to_string(),
-            )
-            .await;
+        let states: Vec<(String, &'static str)> = relays
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(relay, state)| (relay.clone(), *state))
+            .collect();
+        for (relay, state) in states {
+            let _ = client
+                .publish(
+                    relay,
+                    QoS::AtLeastOnce,
+                    false,
+                    json!({"state": state}).to_string(),
+                )
+                .await;
+        }
         if sequence.is_multiple_of(5) {
             let _ = client
                 .publish(
@@ -184,6 +235,23 @@ mod tests {
         assert_eq!(offline(3, 3), 2);
         assert_eq!(offline(1, 3), 0);
         assert_eq!(offline(1, 1), 0, "a lone gateway stays up");
+    }
+
+    #[test]
+    fn the_relay_obeys_on_and_off_only() {
+        assert_eq!(
+            relay_command("relayctl/ctl-1/relay/1/set", br#"{"state": "on"}"#),
+            Some(("relayctl/ctl-1/relay/1".to_owned(), "on"))
+        );
+        assert_eq!(
+            relay_command("relayctl/ctl-1/relay/1", br#"{"state": "on"}"#),
+            None
+        );
+        assert_eq!(
+            relay_command("relayctl/ctl-1/relay/1/set", br#"{"state": "dim"}"#),
+            None
+        );
+        assert_eq!(relay_command("relayctl/ctl-1/relay/1/set", b"on"), None);
     }
 
     #[test]

@@ -145,6 +145,36 @@ test('sign in, watch live values and what the connection receives, read the devi
   assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
 });
 
+test('a relay switch sends set_relay and shows it pending, then confirmed by the relay', { timeout: 60_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
+  await page.goto(baseUrl);
+  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
+  await page.fill('#token-input', token);
+  await page.click('#token-submit');
+  await assertText(page.locator('li[data-site-id]').first().locator('.status-label'), 'connected', 20_000);
+
+  const row = page.locator('tr[data-sensor-name="relay_1"]');
+  const button = row.locator('button.relay-switch');
+  await button.waitFor({ timeout: 20_000 });
+  const wasOn = (await button.getAttribute('aria-checked')) === 'true';
+  await button.click();
+  const status = row.locator('.relay-status');
+  await waitUntil(async () => (await status.getAttribute('data-status')) === 'confirmed', 20_000,
+    'the relay command confirmed');
+  assert.equal(await button.getAttribute('aria-checked'), String(!wasOn), 'the switch shows the new state');
+  // The command and the relay's report agree with the page.
+  const commands = await (await fetch(new URL(`/api/sites/${await siteIdOf(page)}/commands?status=confirmed`, baseUrl), {
+    headers: { Authorization: `Bearer ${token}` },
+  })).json();
+  assert.ok(commands.some((command) => command.template === 'set_relay'
+    && JSON.parse(command.payload).state === (wasOn ? 'off' : 'on')), JSON.stringify(commands));
+  await waitUntil(async () => ((await row.locator('.sensor-value').textContent()) || '').trim() === (wasOn ? '0' : '1'),
+    15_000, 'the relay reporting its new state');
+  assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
+  await page.close();
+});
+
 test('the read token watches without the controls that change things', { timeout: 60_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
@@ -164,6 +194,10 @@ test('the read token watches without the controls that change things', { timeout
   assert.equal(await page.locator('#command-form').isVisible(), false, 'no command form with the read token');
   assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
 });
+
+async function siteIdOf(page) {
+  return page.locator('li[data-site-id]').first().getAttribute('data-site-id');
+}
 
 async function assertText(locator, expected, timeout) {
   await waitUntil(async () => ((await locator.textContent()) || '').trim() === expected, timeout,

@@ -1,5 +1,6 @@
 // The Commands tab: send a command to the selected site's devices and follow each one from
-// queued to delivered (or failed, or expired), live from the WebSocket.
+// queued to delivered and, for a template with a confirm rule, confirmed (or failed, or
+// expired), live from the WebSocket.
 
 import { $, h, setBusy } from './dom.js';
 import { api, errorText } from './api.js';
@@ -15,11 +16,13 @@ function timeCell(value) {
 function commandRow(command) {
   return h('tr', { class: 'command', 'data-command-id': String(command.id), 'data-status': command.status },
     h('td', { class: 'nowrap' }, h('span', { text: formatAbsolute(command.created_at) }), h('br'), ageEl(command.created_at)),
-    h('td', null, h('code', { class: 'topic', text: command.topic }), h('br'),
+    h('td', null, h('code', { class: 'topic', text: command.topic }),
+      command.template ? h('span', { class: 'muted small', text: ` (${command.template})` }) : null, h('br'),
       h('span', { class: 'muted small payload', text: command.payload })),
     h('td', { text: String(command.qos) + (command.retain ? ' (retained)' : '') }),
     h('td', null, h('span', { class: `status status-command-${command.status}`, text: command.status })),
-    h('td', { class: 'nowrap' }, timeCell(command.sent_at), h('br'), timeCell(command.delivered_at)),
+    h('td', { class: 'nowrap' }, timeCell(command.sent_at), h('br'), timeCell(command.delivered_at),
+      command.confirm ? h('br') : null, command.confirm ? timeCell(command.confirmed_at) : null),
     h('td', { class: 'message', text: command.error || '' }));
 }
 

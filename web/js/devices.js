@@ -7,6 +7,7 @@ import { clearAlert, showAlert } from './alerts.js';
 import { ageEl, formatValue, parseTs, setAge, truncate } from './format.js';
 import { READINGS_LIMIT, addSeriesPoint, drawSpark, loadSeriesFor } from './sparklines.js';
 import { siteName, state } from './state.js';
+import { ensureParsers, followSensorValue, relaySwitch } from './relay-switch.js';
 
 const dlKey = (gw, dl) => `${gw}\u0000${dl}`;
 
@@ -15,7 +16,11 @@ export async function loadDevices() {
   if (siteId === null) return;
   const seq = ++state.devicesSeq;
   try {
-    const devices = await api(`/api/sites/${siteId}/devices`);
+    const [devices] = await Promise.all([
+      api(`/api/sites/${siteId}/devices`),
+      // Switches need the command templates; a failure only leaves them out.
+      ensureParsers().catch(() => []),
+    ]);
     if (seq !== state.devicesSeq || siteId !== state.selected) return;
     renderDevices(Array.isArray(devices) ? devices : []);
     clearAlert('devices');
@@ -49,6 +54,12 @@ export function renderDevices(list) {
   const frag = document.createDocumentFragment();
   for (const gw of list) frag.append(buildGateway(gw, idx));
   tree.replaceChildren(frag);
+  if (!state.parsers) {
+    // A tree pushed over the WebSocket may come before the templates: add switches after.
+    ensureParsers().then(() => {
+      if (state.idx === idx) for (const entry of idx.sensor.values()) attachSwitch(entry);
+    }).catch(() => {});
+  }
   $('#devices-empty').hidden = list.length > 0 || state.selected === null;
   updateDevicesSummary();
 
@@ -184,15 +195,23 @@ function buildSensorRow(s, dlEntry, idx) {
   const unit = h('td', { class: 'sensor-unit', text: s.unit || '' });
   const seen = ageEl(s.last_reading_at);
   const spark = h('td', { class: 'spark' });
+  const name = h('th', { scope: 'row', class: 'sensor-name' }, h('span', { text: s.name }));
   const tr = h('tr', { 'data-sensor-id': s.id, 'data-sensor-name': s.name },
-    h('th', { scope: 'row', class: 'sensor-name', text: s.name }),
-    value, unit, h('td', { class: 'sensor-age' }, seen), spark);
-  const entry = { data: s, dl: dlEntry, tr, value, unit, seen, spark };
+    name, value, unit, h('td', { class: 'sensor-age' }, seen), spark);
+  const entry = { data: s, dl: dlEntry, tr, name, value, unit, seen, spark };
+  attachSwitch(entry);
   idx.sensor.set(s.id, entry);
   dlEntry.sensorsByName.set(s.name, entry);
   if (state.series.has(s.id)) drawSpark(entry);
   else spark.append(h('span', { class: 'spark-empty muted', text: '' }));
   return tr;
+}
+
+/** An on/off switch beside a sensor a command template controls (once the templates are known). */
+function attachSwitch(entry) {
+  if (entry.relaySwitch) return;
+  const control = relaySwitch(entry);
+  if (control) entry.name.append(' ', control);
 }
 
 function flash(el) {
@@ -241,6 +260,7 @@ function applySensorValue(entry, s, tsValue) {
       entry.value.dataset.unit = s.unit;
     }
     if (before !== value) flash(entry.value);
+    followSensorValue(entry);
   }
   addSeriesPoint(entry.data.id, Number.isFinite(ts) ? ts : Date.now(), Number(value));
 }

@@ -2,6 +2,7 @@
 // stream that resumed after a gap, a token that changed.
 
 import { applyCommandStatus } from './commands.js';
+import { applyRelayCommandStatus } from './relay-switch.js';
 import { applyConnectionSilent, noteMessageArrived } from './connection-health.js';
 import { refreshHistorySoon } from './device-history.js';
 import { applyDataloggerUpdate, applyGatewayUpdate, loadDevices, refetchDevicesSoon, renderDevices } from './devices.js';
@@ -46,7 +47,10 @@ export function handleEvent(msg) {
       if (forSelected) noteParsingError();
       break;
     case 'command_status':
-      if (forSelected) applyCommandStatus(msg);
+      if (forSelected) {
+        applyCommandStatus(msg);
+        applyRelayCommandStatus(msg);
+      }
       break;
     default:
       break; // unknown types are ignored
