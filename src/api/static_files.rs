@@ -39,6 +39,7 @@ const MODULES: &[(&str, &str)] = embedded_modules![
     "sparklines.js",
     "state.js",
     "tabs.js",
+    "topic-patterns.js",
     "updates.js",
     "websocket.js",
 ];
