@@ -4,12 +4,15 @@
 
 import { initAuth } from './js/auth.js';
 import { initCommands } from './js/commands.js';
+import { initConnectionForm } from './js/connection-form.js';
 import { initConnectionLog } from './js/connection-log.js';
 import { initDeviceHistory } from './js/device-history.js';
 import { initDevices } from './js/devices.js';
 import { initDiscovered } from './js/discovered.js';
 import { tickAges } from './js/format.js';
 import { initParsingErrors } from './js/parsing-errors.js';
+import { initSettings } from './js/settings.js';
+import { initSiteForm } from './js/site-form.js';
 import { pollConnections } from './js/sites.js';
 import { initTabs } from './js/tabs.js';
 import { handleEvent, refreshEverything, resync } from './js/updates.js';
@@ -24,6 +27,9 @@ function init() {
   initConnectionLog();
   initDeviceHistory();
   initCommands();
+  initSettings();
+  initSiteForm();
+  initConnectionForm();
 
   setInterval(() => { tickAges(); updateWsCountdown(); }, 1000);
   connectLive({ onEvent: handleEvent, onResync: resync });

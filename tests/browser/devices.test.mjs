@@ -18,6 +18,8 @@ const readToken = 'browser-read-token-0123456789';
 
 let service;
 let baseUrl;
+// The embedded broker's port, for the connection the forms test creates.
+let brokerPort;
 let browser;
 let output = '';
 
@@ -33,7 +35,7 @@ function freePort() {
 }
 
 before(async () => {
-  const brokerPort = await freePort();
+  brokerPort = await freePort();
   const workdir = mkdtempSync(join(tmpdir(), 'mqtt-supervisor-browser-'));
   service = spawn(binary, [
     'demo', '--broker-port', String(brokerPort), '--gateways', '2',
@@ -194,6 +196,199 @@ test('the read token watches without the controls that change things', { timeout
   assert.equal(await page.locator('#command-form').isVisible(), false, 'no command form with the read token');
   assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
 });
+
+test('set up a site from the page: site and connection forms with Test connection, a pattern made from a discovered topic with its live preview, values for the new site', { timeout: 180_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
+  await signIn(page, token);
+
+  // A new site: an empty name is refused next to the name, and the slug typed stays.
+  await page.click('#site-new');
+  await page.locator('#site-form').waitFor({ timeout: 10_000 });
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'site-name', 'the name has the focus');
+  await page.fill('#site-slug', 'browser-plant');
+  await page.click('#site-save');
+  await waitForInvalid(page, '#site-name');
+  assert.match(await page.textContent('#site-name-error'), /must not be empty/);
+  assert.equal(await page.inputValue('#site-slug'), 'browser-plant', 'what was typed stays');
+  await page.fill('#site-name', 'Browser plant');
+  await page.click('#site-save');
+  const newSite = page.locator('li[data-site-id]', { hasText: 'Browser plant' });
+  await waitUntil(async () => /is-selected/.test(await newSite.getAttribute('class')), 15_000, 'the new site, selected');
+  await page.locator('#connection-form').waitFor({ timeout: 10_000 });
+  assert.equal(await page.textContent('#connection-form-title'), 'New MQTT connection');
+
+  // Its connection: port 0 is refused next to the port, and every field typed stays.
+  await page.fill('#connection-host', '127.0.0.1');
+  await page.fill('#connection-port', '0');
+  await page.fill('#connection-discovery', 'demo/#');
+  await page.fill('#connection-silence', '60');
+  await page.click('#connection-save');
+  await waitForInvalid(page, '#connection-port');
+  assert.match(await page.textContent('#connection-port-error'), /between 1 and 65535/);
+  assert.equal(await page.inputValue('#connection-host'), '127.0.0.1');
+  assert.equal(await page.inputValue('#connection-discovery'), 'demo/#');
+  assert.equal(await page.inputValue('#connection-silence'), '60');
+
+  // Test connection: a port nobody listens on fails with the reason; the demo's broker answers.
+  await page.fill('#connection-port', String(await freePort()));
+  assert.equal(await page.getAttribute('#connection-port', 'aria-invalid'), null, 'typing clears the mark');
+  await page.click('#connection-test');
+  const testResult = page.locator('#connection-test-result');
+  await waitUntil(async () => (await testResult.getAttribute('data-ok')) === 'false', 15_000, 'the failed test');
+  assert.match(await testResult.textContent(), /^Connection failed after \d+ ms: .+/);
+  await page.fill('#connection-port', String(brokerPort));
+  await page.click('#connection-test');
+  await waitUntil(async () => (await testResult.getAttribute('data-ok')) === 'true', 15_000, 'the test passing');
+  assert.match(await testResult.textContent(), new RegExp(`^Connection ok: 127\\.0\\.0\\.1:${brokerPort} \\(MQTT 3\\.1\\.1, plain TCP\\) answered in \\d+ ms\\.$`));
+  // SCREENSHOT_CONSOLE=docs/console.png refreshes the README's picture of the forms.
+  for (const dismiss of await page.locator('#alerts .alert button').all()) await dismiss.click();
+  await page.screenshot({ path: screenshotPath('SCREENSHOT_CONSOLE', 'mqtt-supervisor-console.png'), fullPage: true });
+  await page.click('#connection-save');
+  await assertText(newSite.locator('.status-label'), 'connected', 20_000);
+  assert.equal(await page.textContent('#connection-save'), 'Save connection', 'the form now edits the stored connection');
+  assert.equal(await page.inputValue('#connection-port'), String(brokerPort));
+  // Once stored, Test connection still works (the site's stored settings fill the gaps).
+  await page.click('#connection-test');
+  await waitUntil(async () => /^Connection ok/.test((await testResult.textContent()) || ''), 15_000, 'the stored connection tested');
+
+  // Renaming the site shows in the list.
+  await page.fill('#site-name', 'Browser plant renamed');
+  await page.click('#site-save');
+  await assertText(newSite.locator('.site-name'), 'Browser plant renamed', 10_000);
+
+  // The discovery filter brings the demo's topics; one of them makes a pattern, guessed from its
+  // levels, with a preview of the topics it matches and of what its sample payload becomes.
+  await page.getByRole('button', { name: 'Discovered topics', exact: true }).click();
+  const topicRow = page.locator('#discovered-body tr[data-topic="demo/gateway/gw-2/datalogger/dl-02"]');
+  await waitUntil(async () => {
+    if (await topicRow.count()) return true;
+    await page.click('#discovered-refresh');
+    await new Promise((done) => setTimeout(done, 1000));
+    return false;
+  }, 30_000, 'a discovered topic of the new site');
+  await topicRow.getByRole('button', { name: 'Make a pattern', exact: true }).click();
+  const guessed = 'demo/gateway/{gateway}/datalogger/{datalogger}';
+  assert.equal(await page.inputValue('#pattern-input'), guessed);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'pattern-input');
+  await waitUntil(async () => (await page.inputValue('#parser-select')) === 'datalogger_readings_v1', 10_000, 'the guessed parser');
+  const previewMatches = page.locator('#pattern-preview-matches li.preview-match');
+  await waitUntil(async () => (await previewMatches.count()) >= 2, 10_000, 'the matching topics');
+  assert.match(await page.textContent('#pattern-preview-summary'), /^Matches \d+ of the \d+ discovered topics\.$/);
+  assert.match(await previewMatches.first().textContent(), /gateway = gw-\d+, datalogger = dl-\d+/);
+  assert.equal(await page.locator('#pattern-preview-matches li[data-topic^="demo/gateway/gw-1/status"]').count(), 0);
+  await waitForParsedSample(page, guessed);
+  // SCREENSHOT_PREVIEW=docs/pattern-preview.png refreshes the README's picture of the preview.
+  await page.locator('#pattern-form').screenshot({ path: screenshotPath('SCREENSHOT_PREVIEW', 'mqtt-supervisor-pattern-preview.png') });
+
+  // A bad pattern: the preview says why at once, the API's refusal goes next to the field.
+  await page.fill('#pattern-input', 'demo/#/datalogger');
+  await waitUntil(async () => /^Not a valid pattern: '#' must be the last level/.test(
+    (await page.textContent('#pattern-preview-summary')) || ''), 10_000, 'the preview refusing the pattern');
+  await page.click('#pattern-submit');
+  await waitForInvalid(page, '#pattern-input');
+  assert.match(await page.textContent('#pattern-input-error'), /'#' must be the last level/);
+  assert.equal(await page.inputValue('#pattern-input'), 'demo/#/datalogger', 'what was typed stays');
+  assert.equal(await page.inputValue('#parser-select'), 'datalogger_readings_v1');
+
+  await page.fill('#pattern-input', guessed);
+  await waitForParsedSample(page, guessed);
+  await page.click('#pattern-submit');
+  await page.locator('#pattern-form').waitFor({ state: 'hidden', timeout: 10_000 });
+
+  // The new site's own devices: values arrive through its own connection and pattern.
+  await page.getByRole('button', { name: 'Devices', exact: true }).click();
+  await page.locator('tr[data-sensor-id] .sensor-value').first().waitFor({ timeout: 30_000 });
+
+  // A phone-sized screen: the forms fit without sideways scrolling, and the keyboard reaches
+  // Test connection from the host field.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByRole('button', { name: 'Settings', exact: true }).click();
+  await page.locator('#connection-host').waitFor();
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+    'no sideways scrolling at 390 px');
+  await page.focus('#connection-host');
+  await waitUntil(async () => {
+    if (await page.evaluate(() => document.activeElement.id) === 'connection-test') return true;
+    await page.keyboard.press('Tab');
+    return false;
+  }, 20_000, 'Tab to reach Test connection');
+  await page.getByRole('button', { name: 'Discovered topics', exact: true }).click();
+  await topicRow.waitFor({ timeout: 10_000 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+    'no sideways scrolling in the discovered topics at 390 px');
+  await topicRow.getByRole('button', { name: 'Make a pattern', exact: true }).focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#pattern-form').waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Escape');
+  await page.locator('#pattern-form').waitFor({ state: 'hidden', timeout: 10_000 });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // Deleting the site asks first; once confirmed the site is gone.
+  await page.getByRole('button', { name: 'Settings', exact: true }).click();
+  await page.click('#site-delete');
+  const confirmation = page.locator('#site-delete-confirm');
+  await confirmation.getByRole('button', { name: 'Keep it', exact: true }).click();
+  assert.equal(await newSite.count(), 1, 'kept when declined');
+  await page.click('#site-delete');
+  await confirmation.getByRole('button', { name: 'Delete site', exact: true }).click();
+  await waitUntil(async () => (await newSite.count()) === 0, 10_000, 'the site gone from the list');
+  assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
+});
+
+test('the read token has no site, connection or pattern forms', { timeout: 60_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
+  await signIn(page, readToken);
+  await waitUntil(async () => page.locator('#access-badge').isVisible(), 10_000, 'the read-only badge');
+  assert.equal(await page.locator('#site-new').isVisible(), false, 'no New site');
+  assert.equal(await page.getByRole('button', { name: 'Settings', exact: true }).count(), 0, 'no Settings tab');
+  await page.getByRole('button', { name: 'Discovered topics', exact: true }).click();
+  await page.locator('#discovered-body tr').first().waitFor({ timeout: 20_000 });
+  assert.equal(await page.getByRole('button', { name: 'Make a pattern', exact: true }).count(), 0, 'no Make a pattern');
+  assert.equal(await page.locator('#pattern-new').isVisible(), false, 'no New pattern');
+  assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
+});
+
+async function signIn(page, secret) {
+  await page.goto(baseUrl);
+  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
+  await page.fill('#token-input', secret);
+  await page.click('#token-submit');
+  await assertText(page.locator('li[data-site-id]').first().locator('.status-label'), 'connected', 20_000);
+}
+
+/** Where a screenshot goes: the path in `variable` (from the project root) or a temp file. */
+function screenshotPath(variable, fallback) {
+  return process.env[variable] ? resolve(root, process.env[variable]) : join(tmpdir(), fallback);
+}
+
+async function waitForInvalid(page, selector) {
+  await waitUntil(async () => (await page.getAttribute(selector, 'aria-invalid')) === 'true', 10_000,
+    `${selector} marked invalid`);
+  const describedBy = (await page.getAttribute(selector, 'aria-describedby')) || '';
+  const id = `${selector.slice(1)}-error`;
+  assert.ok(describedBy.split(' ').includes(id), `${selector} is described by its message`);
+}
+
+/** The preview's sample parsed. The demo sends a bad payload now and then: retyping the pattern
+ *  tries again with the topics' newer samples. */
+async function waitForParsedSample(page, pattern) {
+  const sample = page.locator('#pattern-preview-sample');
+  await waitUntil(async () => {
+    const state = await sample.getAttribute('data-state');
+    if (state === 'parsed') return true;
+    if (state === 'error') {
+      await page.click('#discovered-refresh');
+      await new Promise((done) => setTimeout(done, 500));
+      await page.fill('#pattern-input', '');
+      await page.fill('#pattern-input', pattern);
+      await new Promise((done) => setTimeout(done, 500));
+    }
+    return false;
+  }, 20_000, 'the sample payload parsed in the preview');
+  assert.match(await sample.textContent(), /Datalogger gw-\d+ \/ dl-\d+: temperature [\d.-]+ °C, humidity/);
+}
 
 async function siteIdOf(page) {
   return page.locator('li[data-site-id]').first().getAttribute('data-site-id');

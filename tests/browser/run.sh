@@ -7,4 +7,4 @@ if [ ! -d node_modules/playwright-core ]; then
   npm ci --no-audit --no-fund
 fi
 (cd ../.. && cargo build --bin mqtt-supervisor)
-node --test devices.test.mjs
+node --test topic-patterns.test.mjs devices.test.mjs

@@ -1,5 +1,6 @@
 // What the signed-in token may do: with the read token the page is read only, leaving out
-// Start/Stop, Replay and Create pattern rather than offering them and failing with 403.
+// Start/Stop, Replay, the pattern, site and connection forms rather than offering them and
+// failing with 403.
 
 import { $ } from './dom.js';
 import { api } from './api.js';

@@ -31,8 +31,9 @@ export async function loadDevices() {
   }
 }
 
-/** Reload the tree shortly; calls in quick succession make one request. */
-export const refetchDevicesSoon = debounce(loadDevices, 400);
+/** Reload the tree shortly; calls in quick succession make one request, and a steady stream of
+ *  updates for devices not on screen yet (a site just set up) still reloads every 2 s. */
+export const refetchDevicesSoon = debounce(loadDevices, 400, { maxWait: 2000 });
 
 let visibilityObserver = null;
 

@@ -1,5 +1,5 @@
-// The Discovered topics tab: every topic seen on the site's broker, filterable, with a button
-// that opens the pattern form on a topic.
+// The Discovered topics tab: every topic seen on the site's broker, filterable, with a Make a
+// pattern button that opens the pattern form on a topic.
 
 import { $, h, debounce, setBusy } from './dom.js';
 import { api, errorText } from './api.js';
@@ -41,13 +41,14 @@ function renderDiscovered() {
     const sample = formatPayload(t.last_payload);
     const processable = Boolean(t.is_processable);
     const codeId = `topic-${i}`;
-    const btn = h('button', { type: 'button', class: 'btn btn-small needs-change', text: 'Create pattern', 'aria-describedby': codeId, onclick: () => openPatternForm(t, btn) });
+    const btn = h('button', { type: 'button', class: 'btn btn-small needs-change', text: 'Make a pattern', 'aria-describedby': codeId, onclick: () => openPatternForm(t, btn) });
+    // data-label names each cell where a narrow screen shows the rows as cards, without headers.
     return h('tr', { 'data-topic-id': t.id, 'data-topic': t.topic },
       h('td', { class: 'topic' }, h('code', { id: codeId }, topicNodes(t.topic))),
-      h('td', null, h('span', { class: `yesno ${processable ? 'yes' : 'no'}`, text: processable ? 'yes' : 'no' })),
-      h('td', { class: 'num', text: String(t.message_count ?? '') }),
-      h('td', { class: 'nowrap' }, ageEl(t.last_seen)),
-      h('td', { class: 'sample' }, sample ? h('code', { class: 'payload-sample', title: truncate(sample, 2000), text: truncate(sample, 120) }) : h('span', { class: 'muted', text: '—' })),
+      h('td', { 'data-label': 'Processable' }, h('span', { class: `yesno ${processable ? 'yes' : 'no'}`, text: processable ? 'yes' : 'no' })),
+      h('td', { class: 'num', 'data-label': 'Messages', text: String(t.message_count ?? '') }),
+      h('td', { class: 'nowrap', 'data-label': 'Last seen' }, ageEl(t.last_seen)),
+      h('td', { class: 'sample', 'data-label': 'Sample' }, sample ? h('code', { class: 'payload-sample', title: truncate(sample, 2000), text: truncate(sample, 120) }) : h('span', { class: 'muted', text: '—' })),
       h('td', { class: 'actions' }, btn));
   }));
   const total = state.discovered.length;

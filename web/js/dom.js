@@ -35,13 +35,21 @@ export function svg(tag, attrs) {
   return el;
 }
 
-export function debounce(fn, ms) {
+/**
+ * Call `fn` once calls have stopped for `ms`. With `maxWait`, calls that never stop (a live
+ * stream) still get `fn` called at least that often.
+ */
+export function debounce(fn, ms, { maxWait } = {}) {
   let timer = null;
+  let firstCallAt = null;
   const wrapped = (...args) => {
     clearTimeout(timer);
-    timer = setTimeout(() => { timer = null; fn(...args); }, ms);
+    const now = Date.now();
+    if (firstCallAt === null) firstCallAt = now;
+    const delay = maxWait === undefined ? ms : Math.max(0, Math.min(ms, firstCallAt + maxWait - now));
+    timer = setTimeout(() => { timer = null; firstCallAt = null; fn(...args); }, delay);
   };
-  wrapped.cancel = () => { clearTimeout(timer); timer = null; };
+  wrapped.cancel = () => { clearTimeout(timer); timer = null; firstCallAt = null; };
   return wrapped;
 }
 

@@ -1,14 +1,21 @@
-// The "Create a topic pattern" form of the Discovered topics tab: builds a pattern from a
-// sample topic level by level, checks it against the sample, picks a parser, saves it.
+// The topic pattern form of the Discovered topics tab: "Make a pattern" opens it on a discovered
+// topic with captures guessed from its levels (docs/topic-patterns.md), "New pattern" opens it
+// empty; the pattern can be built level by level or typed, a live preview shows what it matches,
+// and a refused save shows why beside the field, keeping what was typed.
 
 import { $, h } from './dom.js';
 import { api, errorText } from './api.js';
 import { showAlert } from './alerts.js';
+import { clearFormErrors, clearOnInput, showFieldError, showFormError } from './field-errors.js';
 import { topicNodes } from './format.js';
+import { clearPreview, renderPreview, schedulePreview } from './pattern-preview.js';
 import { state } from './state.js';
+import { guessLevels, matchTopic } from './topic-patterns.js';
 
 let patternOrigin = null;
 let patternTopic = '';
+// Counts openings, so parsers that arrive after the form was reopened are not applied to it.
+let opening = 0;
 // What the Discovered topics tab does once a pattern is saved (set by initPatternForm).
 let onCreated = () => {};
 
@@ -21,7 +28,7 @@ async function loadParsers() {
 
 function guessParser(topicRow, parsers) {
   const names = new Set(parsers.map((p) => p.name));
-  let payload = topicRow.last_payload;
+  let payload = topicRow ? topicRow.last_payload : null;
   if (typeof payload === 'string') {
     try { payload = JSON.parse(payload); } catch { payload = null; }
   }
@@ -33,19 +40,34 @@ function guessParser(topicRow, parsers) {
   return parsers.length ? parsers[0].name : '';
 }
 
-/** Open the form on a discovered topic; `originBtn` gets the focus back when it closes. */
+/**
+ * Open the form on a discovered topic (null: an empty form); `originBtn` gets the focus back
+ * when it closes.
+ */
 export async function openPatternForm(topicRow, originBtn) {
   const form = $('#pattern-form');
+  const thisOpening = ++opening;
   patternOrigin = originBtn;
-  patternTopic = String(topicRow.topic);
+  patternTopic = topicRow ? String(topicRow.topic) : '';
+  clearFormErrors(form, $('#pattern-error'));
+  $('#pattern-origin').hidden = !topicRow;
+  $('#pattern-blank').hidden = Boolean(topicRow);
+  $('#pattern-levels-fieldset').hidden = !topicRow;
   $('#pattern-sample').replaceChildren(...topicNodes(patternTopic));
-  $('#pattern-input').value = patternTopic;
-  $('#pattern-error').textContent = '';
+  $('#pattern-form-title').textContent = topicRow ? 'Make a topic pattern' : 'New topic pattern';
   $('#priority-input').value = '0';
   $('#qos-select').value = '1';
   $('#pattern-active').checked = true;
-  buildLevelSelects(patternTopic);
+  if (topicRow) {
+    const guessed = guessLevels(patternTopic, state.discovered.map((row) => String(row.topic)));
+    buildLevelSelects(patternTopic, guessed);
+    $('#pattern-input').value = guessed.join('/');
+  } else {
+    $('#pattern-levels').replaceChildren();
+    $('#pattern-input').value = '';
+  }
   updatePatternMatch();
+  clearPreview();
   form.hidden = false;
   form.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
   $('#pattern-input').focus();
@@ -55,7 +77,7 @@ export async function openPatternForm(topicRow, originBtn) {
   select.disabled = true;
   try {
     const parsers = await loadParsers();
-    if (patternTopic !== String(topicRow.topic)) return;
+    if (thisOpening !== opening) return;
     select.replaceChildren(...parsers.map((p) => h('option', { value: p.name, text: p.kind ? `${p.name} (${p.kind})` : p.name })));
     if (!parsers.length) select.append(h('option', { value: '', text: 'No parsers available' }));
     select.value = guessParser(topicRow, parsers);
@@ -65,30 +87,34 @@ export async function openPatternForm(topicRow, originBtn) {
     select.replaceChildren(h('option', { value: '', text: 'Parsers unavailable' }));
     $('#pattern-error').textContent = `Could not load parsers: ${errorText(err)}`;
   }
+  if (thisOpening === opening) renderPreview();
 }
 
 export function closePatternForm() {
   const form = $('#pattern-form');
   if (form.hidden) return;
   form.hidden = true;
+  clearPreview();
   if (patternOrigin && patternOrigin.isConnected) patternOrigin.focus();
   patternOrigin = null;
 }
 
 const LEVEL_CHOICES = ['{gateway}', '{datalogger}', '+', '#'];
 
-function buildLevelSelects(topic) {
+function buildLevelSelects(topic, guessed) {
   const wrap = $('#pattern-levels');
   const levels = topic.split('/');
   wrap.replaceChildren(...levels.map((level, i) => {
     const id = `level-${i}`;
+    const choices = LEVEL_CHOICES.includes(guessed[i]) || guessed[i] === level ? LEVEL_CHOICES : [guessed[i], ...LEVEL_CHOICES];
     const select = h('select', { id, 'data-level': i, 'data-literal': level },
       h('option', { value: '=', text: level === '' ? '(empty)' : level }),
-      LEVEL_CHOICES.map((c) => h('option', { value: c, text: c })));
+      choices.map((c) => h('option', { value: c, text: c })));
     if (level.startsWith('$') && i === 0) {
       // a $SYS-like level cannot be matched by wildcards
       for (const opt of select.options) if (opt.value !== '=') opt.disabled = true;
     }
+    select.value = guessed[i] === level ? '=' : guessed[i];
     select.addEventListener('change', onLevelChange);
     return h('div', { class: 'level' }, h('label', { for: id, text: `Level ${i + 1}` }), select);
   }));
@@ -107,35 +133,19 @@ function onLevelChange() {
   }
   $('#pattern-input').value = parts.join('/');
   updatePatternMatch();
+  schedulePreview();
 }
 
-/** Does an MQTT filter with {name} captures match a concrete topic? */
-function patternMatches(pattern, topic) {
-  let p = pattern.split('/');
-  if (p[0] === '$share' && p.length > 2) p = p.slice(2);
-  const t = topic.split('/');
-  for (let i = 0; i < p.length; i++) {
-    const level = p[i];
-    if (level === '#') return i === p.length - 1 && !(i === 0 && t[0].startsWith('$'));
-    if (i >= t.length) return false;
-    if (level === '+' || /^\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(level)) {
-      if (i === 0 && t[0].startsWith('$')) return false;
-      continue;
-    }
-    if (level !== t[i]) return false;
-  }
-  return p.length === t.length;
-}
-
+/** Whether the pattern still matches the topic the form was opened on, with its captures. */
 function updatePatternMatch() {
   const pattern = $('#pattern-input').value.trim();
   const out = $('#pattern-match');
-  if (!pattern) { out.textContent = ''; out.className = 'hint'; return; }
-  const ok = patternMatches(pattern, patternTopic);
-  const caps = [...pattern.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
-  const capsText = caps.length ? ` Captures: ${caps.join(', ')}.` : '';
-  out.textContent = ok ? `Matches the sample topic.${capsText}` : `Does not match the sample topic.${capsText}`;
-  out.className = `hint ${ok ? 'hint-ok' : 'hint-warn'}`;
+  if (!pattern || !patternTopic) { out.textContent = ''; out.className = 'hint'; return; }
+  const captures = matchTopic(pattern, patternTopic);
+  const names = [...pattern.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
+  const capsText = names.length ? ` Captures: ${names.join(', ')}.` : '';
+  out.textContent = captures ? `Matches the topic it was made from.${capsText}` : `Does not match the topic it was made from.${capsText}`;
+  out.className = `hint ${captures ? 'hint-ok' : 'hint-warn'}`;
 }
 
 function updateParserDescription() {
@@ -146,15 +156,16 @@ function updateParserDescription() {
 
 async function onPatternSubmit(event) {
   event.preventDefault();
+  const form = $('#pattern-form');
   const errorEl = $('#pattern-error');
-  errorEl.textContent = '';
+  clearFormErrors(form, errorEl);
   const pattern = $('#pattern-input').value.trim();
   const parser = $('#parser-select').value;
   const priorityRaw = $('#priority-input').value.trim();
-  if (!pattern) { errorEl.textContent = 'Pattern: enter a topic pattern.'; $('#pattern-input').focus(); return; }
-  if (!parser) { errorEl.textContent = 'Parser: choose a parser.'; $('#parser-select').focus(); return; }
+  if (!pattern) { showFieldError($('#pattern-input'), 'Enter a topic pattern.'); return; }
+  if (!parser) { showFieldError($('#parser-select'), 'Choose a parser.'); return; }
   const priority = priorityRaw === '' ? 0 : Number(priorityRaw);
-  if (!Number.isInteger(priority)) { errorEl.textContent = 'Priority: enter a whole number.'; $('#priority-input').focus(); return; }
+  if (!Number.isInteger(priority)) { showFieldError($('#priority-input'), 'Enter a whole number.'); return; }
   const siteId = state.selected;
   const body = {
     site_id: siteId,
@@ -174,7 +185,8 @@ async function onPatternSubmit(event) {
     closePatternForm();
     onCreated(siteId);
   } catch (err) {
-    errorEl.textContent = errorText(err);
+    // What was typed stays; the API's reason goes beside the field it names.
+    showFormError(form, errorEl, err);
   } finally {
     submit.disabled = false;
     submit.setAttribute('aria-busy', 'false');
@@ -184,9 +196,12 @@ async function onPatternSubmit(event) {
 
 export function initPatternForm({ onCreated: created }) {
   onCreated = created;
-  $('#pattern-form').addEventListener('submit', onPatternSubmit);
+  const form = $('#pattern-form');
+  form.addEventListener('submit', onPatternSubmit);
+  clearOnInput(form);
   $('#pattern-cancel').addEventListener('click', closePatternForm);
-  $('#pattern-form').addEventListener('keydown', (e) => { if (e.key === 'Escape') closePatternForm(); });
-  $('#pattern-input').addEventListener('input', updatePatternMatch);
-  $('#parser-select').addEventListener('change', updateParserDescription);
+  form.addEventListener('keydown', (e) => { if (e.key === 'Escape') closePatternForm(); });
+  $('#pattern-input').addEventListener('input', () => { updatePatternMatch(); schedulePreview(); });
+  $('#parser-select').addEventListener('change', () => { updateParserDescription(); schedulePreview(); });
+  $('#pattern-new').addEventListener('click', (event) => openPatternForm(null, event.currentTarget));
 }

@@ -263,6 +263,12 @@ function schedulePoll(ms) {
   pollTimer = setTimeout(pollConnections, ms);
 }
 
+/** Reload sites and connections at once, then select `siteId` when given (a site just made). */
+export async function reloadSites(siteId) {
+  await loadSitesAndConnections();
+  if (siteId !== undefined) selectSite(siteId);
+}
+
 /** Refresh sites and connections now (well, in 50 ms). */
 export function pollSoon() { schedulePoll(50); }
 

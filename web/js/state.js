@@ -19,7 +19,7 @@ export const state = {
   seriesEarly: new Map(),      // sensor id -> live points received while loading
   pending: new Map(),          // site_id -> pending start/stop
   errorsBadge: 0,
-  stale: { discovered: true, errors: true, connlog: true, history: true, commands: true },
+  stale: { discovered: true, errors: true, connlog: true, history: true, commands: true, settings: true },
   instances: [],               // the serve processes sharing the database
   discovered: [],
   parsers: null,
@@ -28,7 +28,7 @@ export const state = {
 
 /** Every tab but Devices must reload before it is shown again. */
 export function markTabsStale() {
-  state.stale = { discovered: true, errors: true, connlog: true, history: true, commands: true };
+  state.stale = { discovered: true, errors: true, connlog: true, history: true, commands: true, settings: true };
 }
 
 export function siteName(siteId) {

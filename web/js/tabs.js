@@ -5,9 +5,11 @@ import { loadConnLog } from './connection-log.js';
 import { loadHistory } from './device-history.js';
 import { loadDiscovered } from './discovered.js';
 import { loadErrors, setBadge } from './parsing-errors.js';
+import { loadSettings } from './settings.js';
 import { state } from './state.js';
 
-function setTab(tab) {
+/** Show the view `tab` and load its data if it is stale. */
+export function setTab(tab) {
   state.tab = tab;
   for (const btn of document.querySelectorAll('.tab')) {
     if (btn.dataset.tab === tab) btn.setAttribute('aria-current', 'page');
@@ -28,6 +30,7 @@ export function loadTab(tab, onlyIfStale = false) {
   else if (tab === 'connlog') loadConnLog();
   else if (tab === 'history') loadHistory();
   else if (tab === 'commands') loadCommands();
+  else if (tab === 'settings') loadSettings();
 }
 
 export function initTabs() {
