@@ -220,6 +220,25 @@ async fn a_relay_switched_by_template_is_confirmed_by_its_report_or_fails_when_s
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains("did not confirm within 2 s"), "{error}");
     assert!(error.contains("relayctl/ctl-9/relay/4"), "{error}");
+    let log: Value = service
+        .client()
+        .get(service.url(&format!("/api/mqtt/connection-logs?site_id={site_id}")))
+        .send()
+        .await
+        .expect("connection log")
+        .json()
+        .await
+        .expect("connection log JSON");
+    assert!(
+        log.as_array().is_some_and(
+            |rows| rows.iter().any(|row| row["event"] == "command_failed"
+                && row["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("did not confirm"))
+        ),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+};
 use serde_json::Value;
 
 use super::outbox::transition;
 use super::report::CommandReport;
 use super::status::CommandStatus;
-use crate::entity::device_command;
+use crate::entity::{device_command, mqtt_connection_log};
 use crate::parsers::ConfirmRule;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,7 +224,8 @@ fn confirm_deadline(command: &device_command::Model, rule: &ConfirmRule) -> Opti
     Some(command.sent_at? + chrono::Duration::seconds(rule.within_secs))
 }
 
-/// Commands whose device did not confirm them in time end `failed`, saying what was expected.
+/// Commands whose device did not confirm them in time end `failed`, saying what was expected,
+/// with a `command_failed` line in the site's connection log.
 pub async fn fail_unconfirmed(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
@@ -241,9 +244,30 @@ pub async fn fail_unconfirmed(
             "the device did not confirm within {} s: no message on '{}' with {expected}",
             rule.within_secs, rule.topic
         );
-        if let Some(command) =
-            transition(db, command.id, CommandStatus::Failed, Some(error), now).await?
+        if let Some(command) = transition(
+            db,
+            command.id,
+            CommandStatus::Failed,
+            Some(error.clone()),
+            now,
+        )
+        .await?
         {
+            // Like a refused publish: a line in the site's connection log.
+            tracing::warn!(
+                site_id = command.site_id,
+                command_id = command.id,
+                "{error}"
+            );
+            mqtt_connection_log::ActiveModel {
+                site_id: Set(command.site_id),
+                event: Set("command_failed".to_owned()),
+                message: Set(format!("command {} failed: {error}", command.id)),
+                created_at: Set(now),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
             failed.push(command);
         }
     }
