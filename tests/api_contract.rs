@@ -375,6 +375,14 @@ async fn every_reply_matches_the_document() {
             "/api/mqtt/parsing-logs",
             format!("/api/mqtt/parsing-logs?site_id={site_id}&limit=5"),
         ),
+        (
+            "/api/mqtt/parsing-logs",
+            format!(
+                "/api/mqtt/parsing-logs?site_id={site_id}&parser=datalogger_readings_v1\
+                 &topic=gw-1&from=2024-05-01T12:00:00Z&to=2999-01-01T00:00:00%2B02:00\
+                 &replayed=false&limit=5&offset=0"
+            ),
+        ),
         ("/api/parsers", "/api/parsers".to_string()),
         ("/api/instances", "/api/instances".to_string()),
         ("/api/me", "/api/me".to_string()),
@@ -513,6 +521,29 @@ async fn every_reply_matches_the_document() {
             .await;
         assert_eq!(outcome["ok"], false, "still fails: {outcome}");
     }
+    for row in logs.as_array().expect("rows") {
+        assert!(
+            row["error_position"].is_object() || row["payload_encoding"] == "base64",
+            "a JSON or text payload's error has a position: {row}"
+        );
+    }
+    let replayed = api
+        .expect(
+            ok,
+            Method::POST,
+            "/api/mqtt/parsing-logs/replay",
+            &format!("/api/mqtt/parsing-logs/replay?site_id={site_id}&replayed=false&limit=10"),
+            None,
+        )
+        .await;
+    assert_eq!(replayed["replayed"], 2, "{replayed}");
+    assert_eq!(replayed["still_failing"], 2, "{replayed}");
+    let request = reqwest::Client::new().post(service.url("/api/mqtt/parsing-logs/replay"));
+    let (status, _) = api
+        .contract
+        .call(request, Method::POST, "/api/mqtt/parsing-logs/replay")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Each class of error, in its documented shape.
     let anonymous = reqwest::Client::new();
@@ -604,6 +635,11 @@ async fn every_reply_matches_the_document() {
             "site_id",
         ),
         (
+            "/api/mqtt/parsing-logs",
+            "/api/mqtt/parsing-logs?parser=",
+            "parser",
+        ),
+        (
             "/api/sensors/{id}/readings",
             "/api/sensors/1/readings?from=yesterday",
             "from",
@@ -614,6 +650,16 @@ async fn every_reply_matches_the_document() {
             .await;
         assert_eq!(error["error"]["field"], field, "{error}");
     }
+    let error = api
+        .expect(
+            unprocessable,
+            Method::POST,
+            "/api/mqtt/parsing-logs/replay",
+            "/api/mqtt/parsing-logs/replay?replayed=maybe",
+            None,
+        )
+        .await;
+    assert_eq!(error["error"]["field"], "replayed", "{error}");
     let error = api
         .expect(
             StatusCode::CONFLICT,

@@ -950,6 +950,7 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
             "topic",
             "parser",
             "error",
+            "error_position",
             "payload",
             "payload_encoding",
             "created_at",
@@ -1192,4 +1193,288 @@ async fn health_metrics_and_the_page_are_served() {
             "{path}"
         );
     }
+}
+
+/// The parsing log as a worklist: each filter on its own and combined, where each error points
+/// in its payload, and replaying every row a filter selects, bounded per call.
+#[tokio::test]
+async fn parsing_logs_are_filtered_and_replayed_in_bulk() {
+    let database = TestDatabase::new().await;
+    let service = Service::start(&database);
+    let (site_id, prefix) = create_site(&service, true).await;
+    let readings_topic_id = add_topic(
+        &service,
+        site_id,
+        &format!("{prefix}/{{gateway}}/{{datalogger}}"),
+        "datalogger_readings_v1",
+    )
+    .await;
+    add_topic(
+        &service,
+        site_id,
+        &format!("{prefix}/flat/{{gateway}}/{{datalogger}}"),
+        "flat_telemetry",
+    )
+    .await;
+    wait_for_status(&service, site_id, "connected", Duration::from_secs(20)).await;
+    common::wait_for_granted_via_api(&service, site_id).await;
+    let publisher = Publisher::connect().await;
+    let logs_of_site = format!("/api/mqtt/parsing-logs?site_id={site_id}");
+    // One at a time, so that each row is newer than the one before.
+    let published: [(&str, Vec<u8>); 4] = [
+        (
+            "gw-1/dl-1",
+            json!({"sensors": "nope"}).to_string().into_bytes(),
+        ),
+        ("gw-2/dl-1", b"{truncated".to_vec()),
+        ("gw-1/dl-2", json!({"temp": 5.5}).to_string().into_bytes()),
+        (
+            "flat/gw-3/dl-1",
+            json!({"ts": "yesterday", "t": 1}).to_string().into_bytes(),
+        ),
+    ];
+    for (count, (topic, payload)) in published.iter().enumerate() {
+        publisher
+            .publish(&format!("{prefix}/{topic}"), payload.clone())
+            .await;
+        eventually(Duration::from_secs(20), "the parsing-log row", || async {
+            let (_, logs) = get(&service, &logs_of_site).await;
+            (logs.as_array().map(Vec::len) == Some(count + 1)).then_some(())
+        })
+        .await;
+    }
+    let (_, all) = get(&service, &logs_of_site).await;
+    let all = all.as_array().expect("rows").clone();
+    let row = |topic: &str| {
+        all.iter()
+            .find(|row| row["topic"] == format!("{prefix}/{topic}"))
+            .unwrap_or_else(|| panic!("a row for {topic}"))
+            .clone()
+    };
+    let topics = |rows: &Value| -> Vec<String> {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .map(|row| {
+                let topic = row["topic"].as_str().expect("topic");
+                topic[prefix.len() + 1..].to_string()
+            })
+            .collect()
+    };
+    let list = |query: String| {
+        let service = &service;
+        let path = format!("{logs_of_site}&{query}");
+        async move {
+            let (status, rows) = get(service, &path).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {rows}");
+            rows
+        }
+    };
+
+    // Where each error points.
+    assert_eq!(
+        row("gw-2/dl-1")["error_position"],
+        json!({"line": 1, "column": 2})
+    );
+    assert_eq!(
+        row("gw-1/dl-1")["error_position"],
+        json!({"pointer": "/sensors"})
+    );
+    assert_eq!(
+        row("flat/gw-3/dl-1")["error_position"],
+        json!({"pointer": "/ts"})
+    );
+
+    // Each filter.
+    assert_eq!(
+        topics(&list("parser=flat_telemetry".into()).await),
+        ["flat/gw-3/dl-1"]
+    );
+    assert_eq!(
+        topics(&list("parser=datalogger_readings_v1".into()).await),
+        ["gw-1/dl-2", "gw-2/dl-1", "gw-1/dl-1"]
+    );
+    assert_eq!(
+        topics(&list("topic=/gw-1/".into()).await),
+        ["gw-1/dl-2", "gw-1/dl-1"]
+    );
+    assert_eq!(
+        topics(&list(format!("topic={prefix}/gw-2/dl-1")).await),
+        ["gw-2/dl-1"]
+    );
+    // Case-sensitive, and no character is a wildcard; NUL matches nothing (and is no error).
+    for query in ["topic=/GW-1/", "topic=%25", "topic=_", "topic=a%00b"] {
+        assert_eq!(
+            topics(&list(query.into()).await),
+            Vec::<String>::new(),
+            "{query}"
+        );
+    }
+    let created = |topic: &str| row(topic)["created_at"].as_str().expect("time").to_string();
+    let encoded = |time: String| time.replace('+', "%2B");
+    assert_eq!(
+        topics(&list(format!("from={}", encoded(created("gw-1/dl-2")))).await),
+        ["flat/gw-3/dl-1", "gw-1/dl-2"],
+        "from is inclusive"
+    );
+    assert_eq!(
+        topics(&list(format!("to={}", encoded(created("gw-2/dl-1")))).await),
+        ["gw-2/dl-1", "gw-1/dl-1"],
+        "to is inclusive"
+    );
+    assert_eq!(
+        topics(&list("to=2000-01-01T00:00:00Z".into()).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        topics(&list("replayed=true".into()).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list("replayed=false".into()).await.as_array().map(Vec::len),
+        Some(4)
+    );
+    // Combined, and paged.
+    assert_eq!(
+        topics(
+            &list(format!(
+                "parser=datalogger_readings_v1&topic=/dl-1&to={}",
+                encoded(created("gw-1/dl-2"))
+            ))
+            .await
+        ),
+        ["gw-2/dl-1", "gw-1/dl-1"]
+    );
+    assert_eq!(
+        topics(&list("parser=datalogger_readings_v1&limit=1&offset=1".into()).await),
+        ["gw-2/dl-1"]
+    );
+    for (query, field) in [
+        ("parser=", "parser"),
+        ("topic=", "topic"),
+        ("replayed=yes", "replayed"),
+        ("from=yesterday", "from"),
+        ("from=2024-05-02T00:00:00Z&to=2024-05-01T00:00:00Z", "from"),
+    ] {
+        let (status, body) = get(&service, &format!("{logs_of_site}&{query}")).await;
+        assert_field_error(status, &body, field);
+        let (status, body) = post(
+            &service,
+            &format!("/api/mqtt/parsing-logs/replay?site_id={site_id}&{query}"),
+            json!({}),
+        )
+        .await;
+        assert_field_error(status, &body, field);
+    }
+    let (status, body) = post(
+        &service,
+        &format!("/api/mqtt/parsing-logs/replay?site_id={site_id}&limit=0"),
+        json!({}),
+    )
+    .await;
+    assert_field_error(status, &body, "limit");
+
+    // Replay all, bounded: two rows of the parser, still failing, more to go.
+    let replay_all = |query: String| {
+        let service = &service;
+        async move {
+            let (status, body) = post(
+                service,
+                &format!("/api/mqtt/parsing-logs/replay?site_id={site_id}&{query}"),
+                json!({}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            body
+        }
+    };
+    let batch = replay_all("parser=datalogger_readings_v1&replayed=false&limit=2".into()).await;
+    assert_eq!(
+        keys(&batch),
+        key_set(&[
+            "site_id",
+            "replayed",
+            "parsed",
+            "still_failing",
+            "more",
+            "outcomes"
+        ])
+    );
+    assert_eq!(batch["site_id"], site_id);
+    assert_eq!(
+        (
+            &batch["replayed"],
+            &batch["parsed"],
+            &batch["still_failing"],
+            &batch["more"]
+        ),
+        (&json!(2), &json!(0), &json!(2), &json!(true)),
+        "{batch}"
+    );
+    let ids: Vec<&Value> = batch["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|outcome| &outcome["id"])
+        .collect();
+    assert_eq!(ids, [&row("gw-1/dl-2")["id"], &row("gw-2/dl-1")["id"]]);
+    assert!(batch["outcomes"][0]["error"].is_string(), "{batch}");
+    assert_eq!(
+        topics(&list("replayed=true".into()).await),
+        Vec::<String>::new()
+    );
+
+    // Once the pattern names the right parser, the same filter stores what now parses.
+    let (status, _) = patch(
+        &service,
+        &format!("/api/mqtt/topics/{readings_topic_id}"),
+        json!({"parser": "flat_telemetry"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let batch = replay_all("topic=/gw-1/&replayed=false".into()).await;
+    assert_eq!(
+        (
+            &batch["replayed"],
+            &batch["parsed"],
+            &batch["still_failing"],
+            &batch["more"]
+        ),
+        (&json!(2), &json!(1), &json!(1), &json!(false)),
+        "{batch}"
+    );
+    let parsed = &batch["outcomes"][0];
+    assert_eq!(parsed["id"], row("gw-1/dl-2")["id"]);
+    assert_eq!(parsed["ok"], true);
+    assert_eq!(parsed["output"]["dataloggers"][0]["identifier"], "dl-2");
+    assert_eq!(batch["outcomes"][1]["ok"], false);
+    assert_eq!(topics(&list("replayed=true".into()).await), ["gw-1/dl-2"]);
+    assert_eq!(
+        topics(&list("replayed=false".into()).await),
+        ["flat/gw-3/dl-1", "gw-2/dl-1", "gw-1/dl-1"]
+    );
+    let (_, devices) = get(&service, &format!("/api/sites/{site_id}/devices")).await;
+    assert!(devices.as_array().expect("gateways").iter().any(|gateway| {
+        gateway["dataloggers"]
+            .as_array()
+            .is_some_and(|dataloggers| dataloggers.iter().any(|d| d["identifier"] == "dl-2"))
+    }));
+    // Nothing selected: nothing replayed; no site given: every site's rows.
+    let none = replay_all("topic=no-such-topic".into()).await;
+    assert_eq!(
+        (&none["replayed"], &none["more"]),
+        (&json!(0), &json!(false))
+    );
+    let (status, everywhere) = post(
+        &service,
+        &format!("/api/mqtt/parsing-logs/replay?topic={prefix}/gw-1/dl-2"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{everywhere}");
+    assert!(everywhere.get("site_id").is_none(), "{everywhere}");
+    assert_eq!(
+        everywhere["parsed"], 1,
+        "a replayed row replays again: {everywhere}"
+    );
 }

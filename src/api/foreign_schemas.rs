@@ -116,6 +116,27 @@ pub struct ReplayOutcomeSchema {
     pub output: Option<ParseOutputSchema>,
 }
 
+/// Where a parsing-log row's error points in its payload
+/// (`crate::parsers::ErrorPosition`).
+#[derive(ToSchema)]
+#[schema(as = ErrorPosition)]
+#[serde(untagged)]
+pub enum ErrorPositionSchema {
+    /// The payload is not JSON: where it stops being JSON, 1-based; the column counts
+    /// characters (Unicode code points) of the payload text.
+    #[schema(title = "TextPosition")]
+    Text {
+        #[schema(minimum = 1)]
+        line: u64,
+        #[schema(minimum = 1)]
+        column: u64,
+    },
+    /// A value a rule refused, as a JSON pointer ("" is the whole payload); the value may be
+    /// absent when the rule asked for it.
+    #[schema(title = "ValuePosition")]
+    Value { pointer: String },
+}
+
 /// A scheduled job with its last outcome (`crate::jobs::JobStatus`).
 #[derive(ToSchema)]
 #[schema(as = JobStatus)]

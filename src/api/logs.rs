@@ -12,9 +12,11 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::PathId;
+use super::foreign_schemas::ErrorPositionSchema;
 use super::list::Listing;
 use super::schema;
 use crate::entity::{mqtt_connection_log, mqtt_parsing_log};
+use crate::parsers::{error_position, ErrorPosition};
 use crate::pipeline::replay::{replay as replay_row, ReplayOutcome};
 use crate::pipeline::Limits;
 use crate::state::AppState;
@@ -39,6 +41,11 @@ pub struct ParsingLogResponse {
     #[schema(required)]
     pub parser: Option<String>,
     pub error: String,
+    /// Where `error` points in the payload, when it names a place: `{"line", "column"}` (1-based,
+    /// the column in characters of the payload text) for a payload that is not JSON,
+    /// `{"pointer"}` (a JSON pointer; "" is the whole payload) for a value a rule refused.
+    #[schema(value_type = Option<ErrorPositionSchema>, required)]
+    pub error_position: Option<ErrorPosition>,
     /// The payload as text when it is UTF-8, otherwise base64; `payload_encoding` says which.
     pub payload: String,
     #[schema(schema_with = payload_encoding_schema)]
@@ -68,6 +75,7 @@ pub fn encode_payload(payload: Vec<u8>) -> (String, &'static str) {
 
 impl From<mqtt_parsing_log::Model> for ParsingLogResponse {
     fn from(model: mqtt_parsing_log::Model) -> ParsingLogResponse {
+        let error_position = error_position(&model.error, &model.payload);
         let (payload, payload_encoding) = encode_payload(model.payload);
         ParsingLogResponse {
             id: model.id,
@@ -75,6 +83,7 @@ impl From<mqtt_parsing_log::Model> for ParsingLogResponse {
             topic: model.topic,
             parser: model.parser,
             error: model.error,
+            error_position,
             payload,
             payload_encoding,
             created_at: model.created_at,
@@ -110,7 +119,7 @@ impl Listing for ConnectionLogList {
     }
 }
 
-/// `GET /api/mqtt/parsing-logs`: newest first.
+/// The parsing log's table and order; `parsing_logs` lists it with its filters.
 pub struct ParsingLogList;
 
 impl Listing for ParsingLogList {

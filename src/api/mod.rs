@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod operation;
 pub mod pagination;
 pub mod parsers;
+pub mod parsing_logs;
 pub mod query;
 pub mod readings;
 pub mod schema;
@@ -369,9 +370,18 @@ pub fn endpoints() -> Vec<Endpoint> {
                 "/api/mqtt/connection-logs",
                 "Connection events, newest first.",
             ),
-            list_endpoint::<logs::ParsingLogList>(
+            endpoint(
+                Method::GET,
                 "/api/mqtt/parsing-logs",
-                "Payloads that could not be stored, newest first.",
+                Read,
+                get(parsing_logs::list),
+            )
+            .describe(
+                Operation::new("Payloads that could not be stored, newest first.")
+                    .query::<PageQuery>()
+                    .query::<SiteQuery>()
+                    .query::<parsing_logs::ParsingLogQuery>()
+                    .json_list::<logs::ParsingLogResponse>(OK, "One page of rows"),
             ),
             list_endpoint::<audit::AuditLogList>(
                 "/api/audit-log",
@@ -389,6 +399,22 @@ pub fn endpoints() -> Vec<Endpoint> {
                  parses.",
                 )
                 .json::<ReplayOutcomeSchema>(OK, "The outcome, parsed or not"),
+            ),
+            endpoint(
+                Method::POST,
+                "/api/mqtt/parsing-logs/replay",
+                Admin,
+                post(parsing_logs::replay),
+            )
+            .describe(
+                Operation::new(
+                    "Replay the rows the list shows for the same filters (at most 200 a call), \
+                     each as the single replay does.",
+                )
+                .query::<parsing_logs::ReplayBatchQuery>()
+                .query::<SiteQuery>()
+                .query::<parsing_logs::ParsingLogQuery>()
+                .json::<parsing_logs::ReplayAllResponse>(OK, "Replayed, parsed, still failing"),
             ),
         ];
     for (path, summaries) in [

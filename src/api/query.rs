@@ -124,6 +124,26 @@ impl<'de> Deserialize<'de> for QueryInteger {
     }
 }
 
+/// `true` or `false` given as a query parameter; nothing else (not `1`, not `yes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryBool(pub bool);
+
+impl FromQueryText for QueryBool {
+    fn from_query_text(text: &str) -> Result<QueryBool, String> {
+        match text {
+            "true" => Ok(QueryBool(true)),
+            "false" => Ok(QueryBool(false)),
+            _ => Err(format!("must be true or false (got '{text}')")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for QueryBool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_text(deserializer)
+    }
+}
+
 /// An RFC 3339 time given as a query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryTime(pub DateTime<Utc>);
@@ -167,6 +187,7 @@ mod tests {
         site_id: Option<QueryId>,
         limit: Option<QueryInteger>,
         from: Option<QueryTime>,
+        replayed: Option<QueryBool>,
     }
 
     fn parse(query: &str) -> Result<Sample, (String, String)> {
@@ -220,6 +241,13 @@ mod tests {
             assert_eq!(got_field, field, "{query}");
             assert_eq!(got_message, message, "{query}");
         }
+        let (field, message) = parse("replayed=1").expect_err("not a boolean");
+        assert_eq!(field, "replayed");
+        assert_eq!(message, "must be true or false (got '1')");
+        assert_eq!(
+            parse("replayed=false").expect("a boolean").replayed,
+            Some(QueryBool(false))
+        );
         let (field, message) = parse("from=yesterday").expect_err("not a time");
         assert_eq!(field, "from");
         assert!(message.starts_with("must be an RFC 3339 time"), "{message}");

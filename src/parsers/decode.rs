@@ -42,7 +42,7 @@ pub fn decode_payload(bytes: &[u8], max_bytes: usize) -> Result<Value, ParseErro
     Ok(value)
 }
 
-fn check_depth(bytes: &[u8], limit: usize) -> Result<(), ParseError> {
+pub(super) fn check_depth(bytes: &[u8], limit: usize) -> Result<(), ParseError> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

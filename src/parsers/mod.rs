@@ -2,6 +2,7 @@
 //! into gateway and datalogger records, using built-in Rust parsers or declarative JSON files.
 //!
 //! The parts: `parser` (the trait and its input), `records` (what parsers produce), `errors`,
+//! `error_position` (where a logged error points in its payload),
 //! `decode` (bytes to JSON), `payload_schema` (validating a payload), `timestamps`,
 //! `json_pointer`, `registry`, `store` (the registry in force, swapped whole on reload), one file
 //! per built-in parser, `declarative` for the JSON parsers of the `parsers/` folder, and
@@ -11,6 +12,7 @@ mod command_template;
 mod datalogger_readings_v1;
 mod declarative;
 mod decode;
+mod error_position;
 mod errors;
 mod flat_telemetry;
 mod gateway_status_v1;
@@ -32,6 +34,7 @@ pub use command_template::{
 pub use datalogger_readings_v1::DataloggerReadingsV1;
 pub use declarative::{definition_schema, outdated_schema_copy, DeclarativeParser};
 pub use decode::{decode_payload, MAX_DEPTH};
+pub use error_position::{error_position, ErrorPosition};
 pub use errors::{LoadError, ParseError};
 pub use flat_telemetry::FlatTelemetry;
 pub use gateway_status_v1::GatewayStatusV1;

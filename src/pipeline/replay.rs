@@ -1,5 +1,7 @@
 //! Replaying a parsing-log row through today's patterns and parsers.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -34,15 +36,51 @@ pub async fn replay(
     limits: &Limits,
     log: mqtt_parsing_log::Model,
 ) -> Result<ReplayOutcome, DbErr> {
+    let routes = site_routes(db, log.site_id).await?;
+    replay_with(db, hub, registry, limits, &routes, log).await
+}
+
+/// Replays each row in turn, as `replay` does, reading each site's patterns once.
+pub async fn replay_all(
+    db: &DatabaseConnection,
+    hub: &Hub,
+    registry: &Arc<Registry>,
+    limits: &Limits,
+    logs: Vec<mqtt_parsing_log::Model>,
+) -> Result<Vec<ReplayOutcome>, DbErr> {
+    let mut routes_of_site: HashMap<i32, SiteRoutes> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(logs.len());
+    for log in logs {
+        let routes = match routes_of_site.entry(log.site_id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(site_routes(db, log.site_id).await?),
+        };
+        outcomes.push(replay_with(db, hub, registry, limits, routes, log).await?);
+    }
+    Ok(outcomes)
+}
+
+/// The site's patterns as they are now.
+async fn site_routes(db: &DatabaseConnection, site_id: i32) -> Result<SiteRoutes, DbErr> {
     let topics: Vec<TopicSpec> = mqtt_topic::Entity::find()
-        .filter(mqtt_topic::Column::SiteId.eq(log.site_id))
+        .filter(mqtt_topic::Column::SiteId.eq(site_id))
         .order_by_asc(mqtt_topic::Column::Id)
         .all(db)
         .await?
         .into_iter()
         .map(TopicSpec::from)
         .collect();
-    let routes = SiteRoutes::build(&topics, None);
+    Ok(SiteRoutes::build(&topics, None))
+}
+
+async fn replay_with(
+    db: &DatabaseConnection,
+    hub: &Hub,
+    registry: &Arc<Registry>,
+    limits: &Limits,
+    routes: &SiteRoutes,
+    log: mqtt_parsing_log::Model,
+) -> Result<ReplayOutcome, DbErr> {
     let prepared = prepare(
         Arrival {
             site_id: log.site_id,

@@ -197,6 +197,67 @@ test('the read token watches without the controls that change things', { timeout
   assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
 });
 
+test('parsing errors: filter by parser, open one at its error position, replay all shown', { timeout: 90_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
+  await page.goto(baseUrl);
+  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
+  await page.fill('#token-input', token);
+  await page.click('#token-submit');
+  await assertText(page.locator('li[data-site-id]').first().locator('.status-label'), 'connected', 20_000);
+  await page.getByRole('button', { name: 'Parsing errors', exact: true }).click();
+  await page.locator('li[data-log-id]').first().waitFor({ timeout: 30_000 });
+
+  // A range the API refuses: its message stands next to the field it names.
+  await page.fill('#errors-from', '2030-01-02T00:00:00');
+  await page.fill('#errors-to', '2030-01-01T00:00:00');
+  await page.getByRole('button', { name: 'Apply filters', exact: true }).click();
+  await waitUntil(async () => /later than/.test((await page.locator('#errors-from-error').textContent()) || ''),
+    10_000, 'the from error next to its field');
+  assert.equal(await page.locator('#errors-from').getAttribute('aria-invalid'), 'true');
+  await page.getByRole('button', { name: 'Clear', exact: true }).click();
+  await waitUntil(async () => (await page.locator('#errors-from-error').textContent()) === '', 10_000, 'the error cleared');
+
+  // The parser select lists the registry; a parser without errors empties the list, the demo's
+  // faulty datalogger's parser fills it with its own rows only.
+  const parser = page.getByRole('search', { name: 'Filter parsing errors' }).getByLabel('Parser', { exact: true });
+  await page.locator('#errors-parser option[value="datalogger_readings_v1"]').waitFor({ state: 'attached', timeout: 15_000 });
+  await parser.selectOption('flat_telemetry');
+  await page.getByText('No parsing errors match these filters.').waitFor({ timeout: 15_000 });
+  const filtered = page.waitForResponse((response) => response.url().includes('parser=datalogger_readings_v1'));
+  await parser.selectOption('datalogger_readings_v1');
+  assert.equal((await filtered).status(), 200);
+  await waitUntil(async () => {
+    const names = await page.locator('#errors-list .parser-name').allTextContents();
+    return names.length > 0 && names.every((name) => name === 'datalogger_readings_v1');
+  }, 15_000, 'only rows of the chosen parser');
+
+  // A row whose error names a place opens on its payload with that place marked.
+  const located = page.locator('li[data-log-id][data-position]').first();
+  await located.waitFor({ timeout: 30_000 });
+  const id = await located.getAttribute('data-log-id');
+  const row = page.locator(`li[data-log-id="${id}"]`);
+  const toggle = row.locator('summary');
+  assert.match(await toggle.textContent(), /error at (\/|line \d+, column \d+|the payload's root)/);
+  await toggle.click();
+  const mark = row.locator('mark.error-mark');
+  await mark.waitFor({ state: 'visible', timeout: 10_000 });
+  assert.ok(await mark.isVisible(), 'the error position is marked and visible');
+  // The keyboard moves between rows.
+  await toggle.focus();
+  await page.keyboard.press('ArrowDown');
+  assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.tagName), 'SUMMARY');
+
+  // Replay all shown: the demo's bad payloads stay bad, and the page says so.
+  await page.getByRole('button', { name: 'Replay all shown', exact: true }).click();
+  const summary = page.locator('#errors-replay-all-result');
+  await waitUntil(async () => /Replayed \d+ errors?: 0 parsed now, \d+ still failing\./.test((await summary.textContent()) || ''),
+    20_000, 'the replay-all summary');
+  await waitUntil(async () => /Still failing:/.test((await row.locator('.replay-result').textContent()) || ''),
+    10_000, 'the opened row\'s own outcome');
+  assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
+});
+
 test('set up a site from the page: site and connection forms with Test connection, a pattern made from a discovered topic with its live preview, values for the new site', { timeout: 180_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });

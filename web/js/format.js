@@ -90,3 +90,16 @@ export function topicNodes(topic) {
 export function truncate(text, max) {
   return text.length > max ? text.slice(0, max - 1) + '…' : text;
 }
+
+/** A <time> showing `value` in the browser's zone, with the UTC time on hover. */
+export function localTimeEl(value) {
+  const ms = parseTs(value);
+  if (!Number.isFinite(ms)) return h('span', { text: '—' });
+  const iso = new Date(ms).toISOString();
+  return h('time', {
+    class: 'local-time',
+    datetime: iso,
+    title: `${iso.slice(0, 19).replace('T', ' ')} UTC`,
+    text: new Date(ms).toLocaleString(),
+  });
+}
