@@ -11,6 +11,7 @@ mod m20261201_000008_client_certificate_and_will;
 mod m20261201_000009_audit_log;
 mod m20261202_000010_protocol;
 mod m20261202_000011_device_command;
+mod m20261203_000012_retained_messages;
 mod postgres_only;
 
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_audit_log::Migration),
             Box::new(m20261202_000010_protocol::Migration),
             Box::new(m20261202_000011_device_command::Migration),
+            Box::new(m20261203_000012_retained_messages::Migration),
         ]
     }
 }

@@ -356,6 +356,7 @@ impl Session {
                 topic,
                 payload,
                 user_properties,
+                retain,
                 ..
             } = message;
             let matched = self.route_cache.route(&self.routes.router, &topic);
@@ -366,6 +367,7 @@ impl Session {
                     payload,
                     user_properties,
                     received_at,
+                    retained: retain,
                 },
                 matched.as_deref(),
                 &registry,

@@ -290,6 +290,7 @@ mod tests {
             site_id,
             topic: format!("t/{datalogger}"),
             received_at: at,
+            retained: false,
             payload: bytes::Bytes::from_static(b"{}"),
             route: Some((1, "datalogger_readings_v1".into())),
             outcome: Outcome::Parsed(ParseOutput {
