@@ -333,7 +333,8 @@ async fn migrate_command_applies_lists_and_rolls_back() {
     );
     // One step at a time, newest first.
     for (step, pending) in [
-        "m20261203_000012_command_confirm",
+        "m20261203_000013_command_confirm",
+        "m20261203_000012_retained_messages",
         "m20261202_000011_device_command",
         "m20261202_000010_protocol",
         "m20261201_000009_audit_log",

@@ -11,7 +11,8 @@ mod m20261201_000008_client_certificate_and_will;
 mod m20261201_000009_audit_log;
 mod m20261202_000010_protocol;
 mod m20261202_000011_device_command;
-mod m20261203_000012_command_confirm;
+mod m20261203_000012_retained_messages;
+mod m20261203_000013_command_confirm;
 mod postgres_only;
 
 pub struct Migrator;
@@ -29,7 +30,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_audit_log::Migration),
             Box::new(m20261202_000010_protocol::Migration),
             Box::new(m20261202_000011_device_command::Migration),
-            Box::new(m20261203_000012_command_confirm::Migration),
+            Box::new(m20261203_000012_retained_messages::Migration),
+            Box::new(m20261203_000013_command_confirm::Migration),
         ]
     }
 }

@@ -54,6 +54,9 @@ pub struct ParsingLogResponse {
     #[schema(required)]
     pub replayed_at: Option<DateTime<Utc>>,
     pub received_at: DateTime<Utc>,
+    /// The broker delivered it from its retained store (old news): a replay stores its
+    /// readings but changes no device's `last_seen` or `is_online`.
+    pub retained: bool,
 }
 
 fn payload_encoding_schema() -> Object {
@@ -89,6 +92,7 @@ impl From<mqtt_parsing_log::Model> for ParsingLogResponse {
             created_at: model.created_at,
             replayed_at: model.replayed_at,
             received_at: model.received_at,
+            retained: model.retained,
         }
     }
 }

@@ -374,6 +374,7 @@ impl Session {
                     payload,
                     user_properties,
                     received_at,
+                    retained: retain,
                 },
                 matched.as_deref(),
                 &registry,

@@ -18,6 +18,8 @@ pub struct Model {
     pub received_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub replayed_at: Option<DateTimeUtc>,
+    /// The broker delivered it from its retained store: a replay keeps it old news.
+    pub retained: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

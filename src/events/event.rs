@@ -61,15 +61,28 @@ pub enum Event {
         gateway: String,
         datalogger: String,
         ts: DateTime<Utc>,
-        is_online: bool,
+        /// Absent when the news is retained.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        is_online: Option<bool>,
         sensors: Vec<SensorUpdate>,
+        /// Only retained messages (replayed by the broker on subscribe, perhaps hours old) made
+        /// this update: its values follow their own `ts`, but it says nothing of whether the
+        /// datalogger is online or when it was last seen. Sent only when true.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        retained: bool,
     },
     GatewayUpdate {
         site_id: i32,
         gateway: String,
-        is_online: bool,
+        /// Absent when the news is retained.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        is_online: Option<bool>,
         last_seen: Option<DateTime<Utc>>,
         metadata: Option<serde_json::Value>,
+        /// As in `DataloggerUpdate`: old news that changes no `is_online` or `last_seen` (null).
+        /// Sent only when true.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        retained: bool,
     },
     TopicDiscovered {
         site_id: i32,

@@ -65,9 +65,10 @@ pub async fn mark_offline(
         hub.send(&Event::GatewayUpdate {
             site_id: row.site_id,
             gateway: row.identifier.clone(),
-            is_online: false,
+            is_online: Some(false),
             last_seen: row.last_seen,
             metadata: row.metadata.clone(),
+            retained: false,
         });
     }
     if !silent_dataloggers.is_empty() {
@@ -82,8 +83,9 @@ pub async fn mark_offline(
                     gateway: owner.identifier.clone(),
                     datalogger: row.identifier.clone(),
                     ts: row.last_seen.unwrap_or(cutoff),
-                    is_online: false,
+                    is_online: Some(false),
                     sensors: Vec::new(),
+                    retained: false,
                 });
             }
         }

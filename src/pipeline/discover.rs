@@ -108,6 +108,7 @@ mod tests {
             site_id,
             topic: topic.into(),
             received_at: at,
+            retained: false,
             payload: payload.as_bytes().to_vec().into(),
             route: None,
             outcome: Outcome::Unrouted,

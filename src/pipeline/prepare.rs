@@ -32,6 +32,9 @@ pub struct Prepared {
     pub site_id: i32,
     pub topic: String,
     pub received_at: DateTime<Utc>,
+    /// Replayed by the broker from its retained store: perhaps hours old, so it tells nothing of
+    /// whether its devices are alive now (see `Arrival::retained`).
+    pub retained: bool,
     /// The bytes as the client read them (shared, not copied); a copy is made only for the
     /// parsing log.
     pub payload: Bytes,
@@ -60,6 +63,10 @@ pub struct Arrival {
     /// MQTT 5 user properties; empty on 3.1.1 and in a replay (they are not stored).
     pub user_properties: Vec<(String, String)>,
     pub received_at: DateTime<Utc>,
+    /// The broker delivered it with the retain flag: a message it kept and hands to every new
+    /// subscription, not one published just now. Its readings are stored, but it never moves a
+    /// device's `last_seen` or `is_online`. A parsing-log row remembers the flag for its replay.
+    pub retained: bool,
 }
 
 /// A message's parts as a parser needs them, before its payload is decoded.
@@ -85,6 +92,7 @@ pub fn prepare(
         payload,
         user_properties,
         received_at,
+        retained,
     } = arrival;
     let (route, outcome) = match matched {
         None => (None, Outcome::Unrouted),
@@ -108,6 +116,7 @@ pub fn prepare(
         site_id,
         topic,
         received_at,
+        retained,
         payload,
         route,
         outcome,
@@ -196,6 +205,7 @@ mod tests {
                 payload: payload.into(),
                 user_properties: Vec::new(),
                 received_at: Utc::now(),
+                retained: false,
             },
             routes.router.route(topic).as_ref(),
             &Arc::new(Registry::builtin()),

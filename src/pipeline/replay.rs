@@ -88,6 +88,9 @@ async fn replay_with(
             payload: log.payload.clone().into(),
             user_properties: Vec::new(),
             received_at: log.received_at,
+            // A replay is the message as it first arrived: live news of that moment (never of
+            // this one: the newest `last_seen` wins), or old news if the broker retained it.
+            retained: log.retained,
         },
         routes.router.route(&log.topic).as_ref(),
         registry,

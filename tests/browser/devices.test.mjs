@@ -2,7 +2,7 @@
 // fleet, SQLite) driven by headless Chromium through playwright-core.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -454,6 +454,66 @@ async function waitForParsedSample(page, pattern) {
 async function siteIdOf(page) {
   return page.locator('li[data-site-id]').first().getAttribute('data-site-id');
 }
+
+test('a device known only from a retained message shows as not seen live until it speaks', { timeout: 60_000 }, async () => {
+  // A retained status on the demo broker, then a new site whose connection subscribes to it:
+  // the broker hands it over flagged as retained, old news.
+  const topic = `browser-retained-${process.pid}/gw-ret/status`;
+  const publish = (payload, retain) => {
+    const args = ['-h', '127.0.0.1', '-p', String(brokerPort), '-q', '1', '-t', topic];
+    if (retain) args.push('-r');
+    args.push(...(payload === null ? ['-n'] : ['-m', payload]));
+    const result = spawnSync('mosquitto_pub', args, { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(result.status, 0, `mosquitto_pub: ${result.stderr}`);
+  };
+  const call = async (method, path, body) => {
+    const response = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+  publish(JSON.stringify({ status: 'online', firmware: '9.9' }), true);
+  let siteId = null;
+  try {
+    const slug = `retained-${process.pid}`;
+    siteId = (await call('POST', '/api/sites', { name: slug, slug })).id;
+    await call('POST', '/api/mqtt/topics', { site_id: siteId, pattern: topic.replace('gw-ret', '{gateway}'), parser: 'gateway_status_v1' });
+    await call('POST', '/api/mqtt/connections', { site_id: siteId, host: '127.0.0.1', port: brokerPort, is_active: true });
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
+    await page.goto(baseUrl);
+    await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
+    await page.fill('#token-input', token);
+    await page.click('#token-submit');
+    await page.locator(`li[data-site-id="${siteId}"] .site-select`).click();
+    const gateway = page.locator('section.gateway[data-gateway="gw-ret"]');
+    const mark = gateway.locator('.gateway-head .online-mark');
+    await waitUntil(async () => {
+      if (await gateway.count()) return true;
+      await page.click('#devices-refresh');
+      await new Promise((done) => setTimeout(done, 500));
+      return false;
+    }, 20_000, 'the gateway of the retained status');
+    await assertText(mark, 'not seen live', 10_000);
+    assert.equal(await mark.getAttribute('data-online'), 'false');
+    assert.equal((await gateway.locator('.gateway-head .seen time').textContent()).trim(), '—', 'no last seen');
+    await waitUntil(async () => /9\.9/.test(await gateway.locator('.meta').textContent()), 10_000, 'its metadata');
+
+    // A live status: online at once, over the WebSocket.
+    publish(JSON.stringify({ status: 'online' }), false);
+    await assertText(mark, 'online', 15_000);
+    assert.notEqual((await gateway.locator('.gateway-head .seen time').textContent()).trim(), '—', 'seen now');
+    assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
+  } finally {
+    publish(null, true);
+    if (siteId !== null) await call('DELETE', `/api/sites/${siteId}`);
+  }
+});
 
 async function assertText(locator, expected, timeout) {
   await waitUntil(async () => ((await locator.textContent()) || '').trim() === expected, timeout,

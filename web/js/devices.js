@@ -84,18 +84,23 @@ function updateDevicesSummary() {
     `${gws} gateway${gws === 1 ? '' : 's'} · ${online}/${dls} datalogger${dls === 1 ? '' : 's'} online · ${sensors} sensor${sensors === 1 ? '' : 's'}`;
 }
 
-function onlineMark(isOnline) {
+function onlineMark(device) {
   const el = h('span', { class: 'online-mark' });
-  setOnline(el, isOnline);
+  setOnline(el, device);
   return el;
 }
 
-function setOnline(el, isOnline) {
-  const on = Boolean(isOnline);
+/** A device without `last_seen` is known only from retained messages (old news the broker
+ * replays on subscribe): it is not offline, it has not been seen live. */
+function setOnline(el, device) {
+  const on = Boolean(device.is_online);
+  const notSeenLive = !on && !device.last_seen;
   el.classList.toggle('is-online', on);
   el.classList.toggle('is-offline', !on);
   el.dataset.online = String(on);
-  el.textContent = on ? 'online' : 'offline';
+  el.dataset.seenLive = String(!notSeenLive);
+  el.textContent = on ? 'online' : notSeenLive ? 'not seen live' : 'offline';
+  el.title = notSeenLive ? 'Known only from retained messages, which the broker keeps and may be old' : '';
 }
 
 function metadataList(meta) {
@@ -119,7 +124,7 @@ function fillMetadata(ul, meta) {
 
 function buildGateway(gw, idx) {
   const titleId = `gw-${gw.id}-title`;
-  const mark = onlineMark(gw.is_online);
+  const mark = onlineMark(gw);
   const seen = ageEl(gw.last_seen);
   const meta = metadataList(gw.metadata);
   const showIdent = gw.name && gw.name !== gw.identifier;
@@ -144,7 +149,7 @@ function buildGateway(gw, idx) {
 function buildDatalogger(gw, dl, gwEntry, idx) {
   const key = dlKey(gw.identifier, dl.identifier);
   const open = state.dlOpen.has(key) ? state.dlOpen.get(key) : true;
-  const mark = onlineMark(dl.is_online);
+  const mark = onlineMark(dl);
   const seen = ageEl(dl.last_seen);
   const count = h('span', { class: 'count' });
   const summary = h('summary', null,
@@ -225,14 +230,15 @@ export function applyDataloggerUpdate(msg) {
   const gw = state.idx.gw.get(msg.gateway);
   const dl = state.idx.dl.get(dlKey(msg.gateway, msg.datalogger));
   if (!gw || !dl) { refetchDevicesSoon(); return; }
-  if (typeof msg.is_online === 'boolean') {
-    dl.data.is_online = msg.is_online;
-    setOnline(dl.mark, msg.is_online);
-  }
   const ts = parseTs(msg.ts);
-  if (Number.isFinite(ts)) {
+  // Retained news carries old values (applied by their own time below) but no sighting.
+  if (!msg.retained && Number.isFinite(ts)) {
     if (!(parseTs(dl.data.last_seen) >= ts)) { dl.data.last_seen = msg.ts; setAge(dl.seen, msg.ts); }
     if (!(parseTs(gw.data.last_seen) >= ts)) { gw.data.last_seen = msg.ts; setAge(gw.seen, msg.ts); }
+  }
+  if (typeof msg.is_online === 'boolean') {
+    dl.data.is_online = msg.is_online;
+    setOnline(dl.mark, dl.data);
   }
   let missing = false;
   for (const s of Array.isArray(msg.sensors) ? msg.sensors : []) {
@@ -269,11 +275,11 @@ function applySensorValue(entry, s, tsValue) {
 export function applyGatewayUpdate(msg) {
   const gw = state.idx.gw.get(msg.gateway);
   if (!gw) { refetchDevicesSoon(); return; }
+  if (msg.last_seen) { gw.data.last_seen = msg.last_seen; setAge(gw.seen, msg.last_seen); }
   if (typeof msg.is_online === 'boolean') {
     gw.data.is_online = msg.is_online;
-    setOnline(gw.mark, msg.is_online);
+    setOnline(gw.mark, gw.data);
   }
-  if (msg.last_seen) { gw.data.last_seen = msg.last_seen; setAge(gw.seen, msg.last_seen); }
   if (msg.metadata && typeof msg.metadata === 'object') {
     gw.data.metadata = msg.metadata;
     fillMetadata(gw.meta, msg.metadata);

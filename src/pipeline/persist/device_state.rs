@@ -10,13 +10,29 @@ use foldhash::HashMap;
 use crate::pipeline::discover::TopicTally;
 use crate::pipeline::names::{DataloggerKey, GatewayKey, Name, SensorKey};
 
+/// What live messages showed of a gateway. Retained messages show nothing of it: the broker
+/// replays them on subscribe, perhaps hours after they were published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sighting {
+    pub(super) at: DateTime<Utc>,
+    pub(super) is_online: bool,
+    /// A status or metadata change: written at once, not with the next flush, and `is_online`
+    /// is what the gateway said, not inferred from a message arriving.
+    pub(super) announced: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct GatewayRow {
-    pub(super) last_seen: DateTime<Utc>,
-    pub(super) is_online: bool,
+    /// `None` when only retained messages spoke of it: the row then changes no `last_seen` or
+    /// `is_online`, and a new row is stored as not seen live (no `last_seen`, offline).
+    pub(super) seen: Option<Sighting>,
     pub(super) metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    /// A status or metadata change: written at once, not with the next flush.
-    pub(super) announced: bool,
+}
+
+impl GatewayRow {
+    pub(super) fn last_seen(&self) -> Option<DateTime<Utc>> {
+        self.seen.map(|seen| seen.at)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -32,7 +48,8 @@ pub(super) struct SensorRow {
 pub struct DeviceState {
     pub(super) topics: HashMap<(i32, Name), TopicTally>,
     pub(super) gateways: HashMap<GatewayKey, GatewayRow>,
-    pub(super) dataloggers: HashMap<DataloggerKey, DateTime<Utc>>,
+    /// When each datalogger was last seen live; `None` when only retained messages spoke of it.
+    pub(super) dataloggers: HashMap<DataloggerKey, Option<DateTime<Utc>>>,
     pub(super) sensors: HashMap<SensorKey, SensorRow>,
 }
 
@@ -102,15 +119,22 @@ impl DeviceState {
             .retain(|(site_id, _, _, _), _| !sites.contains(site_id));
     }
 
-    /// The latest time wins; a status or metadata announcement overrides what was known.
+    /// The latest time wins; a status or metadata announcement overrides what was known. A row
+    /// of retained messages only adds metadata: it never changes what live ones showed.
     pub(super) fn add_gateway(&mut self, key: GatewayKey, row: GatewayRow) {
         match self.gateways.get_mut(&key) {
             Some(existing) => {
-                existing.last_seen = existing.last_seen.max(row.last_seen);
-                if row.announced {
-                    existing.is_online = row.is_online;
-                    existing.announced = true;
-                }
+                existing.seen = match (existing.seen, row.seen) {
+                    (Some(mut kept), Some(newer)) => {
+                        kept.at = kept.at.max(newer.at);
+                        if newer.announced {
+                            kept.is_online = newer.is_online;
+                            kept.announced = true;
+                        }
+                        Some(kept)
+                    }
+                    (kept, newer) => kept.or(newer),
+                };
                 if let Some(metadata) = row.metadata {
                     existing
                         .metadata
@@ -124,7 +148,8 @@ impl DeviceState {
         }
     }
 
-    pub(super) fn add_datalogger(&mut self, key: DataloggerKey, last_seen: DateTime<Utc>) {
+    /// The latest live sighting wins; `None` (retained messages only) never replaces one.
+    pub(super) fn add_datalogger(&mut self, key: DataloggerKey, last_seen: Option<DateTime<Utc>>) {
         let existing = self.dataloggers.entry(key).or_insert(last_seen);
         *existing = (*existing).max(last_seen);
     }

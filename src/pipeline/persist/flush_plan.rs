@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use foldhash::HashMap;
 use sea_orm::DbErr;
 
-use super::device_state::{DeviceState, GatewayRow, SensorRow};
+use super::device_state::{DeviceState, GatewayRow, SensorRow, Sighting};
 use super::write_cache::WriteCache;
 use super::BatchKind;
 use crate::pipeline::discover::{tally, TopicTally};
@@ -61,17 +61,24 @@ pub(super) fn fold(
             continue;
         };
         let site_id = message.site_id;
+        // A retained message is old news: it creates the devices it names (their readings need
+        // rows) and may add metadata, but it never moves `last_seen` or `is_online`.
+        let live = !message.retained;
         for record in &output.gateways {
             let key = (site_id, names.intern(&record.identifier));
+            let announced = record.online.is_some() || !record.metadata.is_empty();
             let row = GatewayRow {
-                last_seen: message.received_at,
-                is_online: record.online.unwrap_or(true),
+                seen: live.then_some(Sighting {
+                    at: message.received_at,
+                    is_online: record.online.unwrap_or(true),
+                    announced,
+                }),
                 metadata: (!record.metadata.is_empty()).then(|| record.metadata.clone()),
-                announced: record.online.is_some() || !record.metadata.is_empty(),
             };
-            if row.announced || !gateway_ids.contains_key(&key) {
+            let urgent = (live && announced) || row.metadata.is_some();
+            if urgent || !gateway_ids.contains_key(&key) {
                 folded.urgent.add_gateway(key, row);
-            } else {
+            } else if live {
                 pending.add_gateway(key, row);
             }
         }
@@ -81,23 +88,24 @@ pub(super) fn fold(
             // Seen, not announced: changes nothing but the time of an announced row.
             let gateway_key = (site_id, gateway.clone());
             let seen = GatewayRow {
-                last_seen: message.received_at,
-                is_online: true,
+                seen: live.then_some(Sighting {
+                    at: message.received_at,
+                    is_online: true,
+                    announced: false,
+                }),
                 metadata: None,
-                announced: false,
             };
-            if gateway_ids.contains_key(&gateway_key) {
-                pending.add_gateway(gateway_key, seen);
-            } else {
+            if !gateway_ids.contains_key(&gateway_key) {
                 folded.urgent.add_gateway(gateway_key, seen);
+            } else if live {
+                pending.add_gateway(gateway_key, seen);
             }
             let datalogger_key = (site_id, gateway.clone(), datalogger.clone());
-            if datalogger_ids.contains_key(&datalogger_key) {
-                pending.add_datalogger(datalogger_key, message.received_at);
-            } else {
-                folded
-                    .urgent
-                    .add_datalogger(datalogger_key, message.received_at);
+            let last_seen = live.then_some(message.received_at);
+            if !datalogger_ids.contains_key(&datalogger_key) {
+                folded.urgent.add_datalogger(datalogger_key, last_seen);
+            } else if live {
+                pending.add_datalogger(datalogger_key, last_seen);
             }
             for value in &record.sensors {
                 let key: SensorKey = (
@@ -159,7 +167,7 @@ pub(super) fn reading_rows(
 /// but has no cached id, so a child row never goes out without its parent (a flush takes each
 /// kind in separate chunks, and a failed write forgets the cached ids).
 fn add_missing_parents(to_write: &mut DeviceState, known: &[&DeviceState], cache: &WriteCache) {
-    let fallback = DateTime::<Utc>::UNIX_EPOCH;
+    // A parent found nowhere is written as not seen live: that changes nothing of a stored row.
     let missing_dataloggers: Vec<DataloggerKey> = to_write
         .sensors
         .keys()
@@ -172,7 +180,7 @@ fn add_missing_parents(to_write: &mut DeviceState, known: &[&DeviceState], cache
         let last_seen = known
             .iter()
             .find_map(|state| state.dataloggers.get(&key).copied())
-            .unwrap_or(fallback);
+            .flatten();
         to_write.dataloggers.insert(key, last_seen);
     }
     let missing_gateways: Vec<GatewayKey> = to_write
@@ -186,10 +194,8 @@ fn add_missing_parents(to_write: &mut DeviceState, known: &[&DeviceState], cache
             .iter()
             .find_map(|state| state.gateways.get(&key).cloned())
             .unwrap_or(GatewayRow {
-                last_seen: fallback,
-                is_online: true,
+                seen: None,
                 metadata: None,
-                announced: false,
             });
         to_write.gateways.insert(key, row);
     }
@@ -290,6 +296,7 @@ mod tests {
             site_id,
             topic: format!("t/{datalogger}"),
             received_at: at,
+            retained: false,
             payload: bytes::Bytes::from_static(b"{}"),
             route: Some((1, "datalogger_readings_v1".into())),
             outcome: Outcome::Parsed(ParseOutput {
@@ -425,7 +432,7 @@ mod tests {
         assert_eq!(earlier.topics[&(1, Name::from("t/dl"))].count, 2);
         assert_eq!(
             earlier.dataloggers[&(1, Name::from("gw"), Name::from("dl"))],
-            start + Duration::seconds(2)
+            Some(start + Duration::seconds(2))
         );
     }
 
@@ -507,7 +514,12 @@ mod tests {
             1,
             "a status change is written at once"
         );
-        assert!(!announced.gateways[&(1, Name::from("gw"))].is_online);
+        assert_eq!(
+            announced.gateways[&(1, Name::from("gw"))]
+                .seen
+                .map(|seen| seen.is_online),
+            Some(false)
+        );
         assert!(announced.sensors.is_empty() && announced.dataloggers.is_empty());
     }
 
@@ -605,5 +617,229 @@ mod tests {
         );
         assert_eq!(everything.to_write.sensors.len(), 300);
         assert!(everything.remaining.is_empty());
+    }
+
+    /// `message` as the broker replays it on subscribe: from its retained store.
+    fn retained(mut message: Prepared) -> Prepared {
+        message.retained = true;
+        message
+    }
+
+    /// A status message of gateway "gw" (no datalogger), with `metadata`.
+    fn status(online: bool, metadata: &[(&str, &str)], at: DateTime<Utc>) -> Prepared {
+        let mut message = reading(1, "dl", 0.0, at);
+        message.outcome = Outcome::Parsed(ParseOutput {
+            gateways: vec![GatewayRecord {
+                identifier: "gw".into(),
+                online: Some(online),
+                metadata: metadata
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), serde_json::json!(value)))
+                    .collect(),
+                ts: at,
+            }],
+            dataloggers: Vec::new(),
+        });
+        message
+    }
+
+    fn gateway_key() -> GatewayKey {
+        (1, "gw".into())
+    }
+
+    fn datalogger_key() -> DataloggerKey {
+        (1, "gw".into(), "dl".into())
+    }
+
+    #[test]
+    fn a_retained_message_creates_unknown_devices_as_not_seen_live() {
+        let old = Utc::now() - Duration::hours(5);
+        let mut cache = cache();
+        let folded = fold(
+            &[retained(reading(1, "dl", 1.5, old))],
+            64,
+            BatchKind::Arrived,
+            &mut cache,
+        );
+        let gateway = &folded.urgent.gateways[&gateway_key()];
+        assert_eq!(gateway.seen, None, "no last_seen, not online");
+        assert_eq!(folded.urgent.dataloggers[&datalogger_key()], None);
+        assert_eq!(
+            folded.urgent.sensors.len(),
+            1,
+            "its readings need a sensor row"
+        );
+        assert_eq!(folded.readings.len(), 1, "its reading is stored");
+        assert!(cache.pending.is_empty());
+    }
+
+    #[test]
+    fn a_retained_message_moves_nothing_of_known_devices_but_its_values_follow_their_ts() {
+        let now = Utc::now();
+        let mut cache = cache_knowing(&[1]);
+        fold(
+            &[reading(1, "dl", 2.0, now)],
+            64,
+            BatchKind::Arrived,
+            &mut cache,
+        );
+        let before = format!(
+            "{:?}",
+            (&cache.pending.gateways, &cache.pending.dataloggers)
+        );
+        let sensor: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
+
+        let folded = fold(
+            &[retained(reading(1, "dl", 1.0, now - Duration::hours(3)))],
+            64,
+            BatchKind::Arrived,
+            &mut cache,
+        );
+        assert!(folded.urgent.is_empty(), "nothing to write at once");
+        assert_eq!(folded.readings.len(), 1, "the old reading is stored");
+        assert_eq!(
+            format!(
+                "{:?}",
+                (&cache.pending.gateways, &cache.pending.dataloggers)
+            ),
+            before,
+            "last seen and online stay as live messages left them"
+        );
+        assert_eq!(
+            cache.pending.sensors[&sensor].value, 2.0,
+            "an older retained reading is no latest value"
+        );
+
+        let mut fresh = cache_knowing(&[1]);
+        fold(
+            &[retained(reading(1, "dl", 3.0, now))],
+            64,
+            BatchKind::Arrived,
+            &mut fresh,
+        );
+        assert!(fresh.pending.gateways.is_empty() && fresh.pending.dataloggers.is_empty());
+        assert_eq!(
+            fresh.pending.sensors[&sensor].value, 3.0,
+            "a retained reading newer than any stored one is the latest value"
+        );
+    }
+
+    #[test]
+    fn a_retained_status_keeps_its_metadata_but_not_its_flag() {
+        let now = Utc::now();
+        let mut cache = cache_knowing(&[1]);
+        let folded = fold(
+            &[retained(status(false, &[("firmware", "2.1")], now))],
+            64,
+            BatchKind::Arrived,
+            &mut cache,
+        );
+        let gateway = &folded.urgent.gateways[&gateway_key()];
+        assert_eq!(gateway.seen, None, "its offline flag is old news");
+        assert_eq!(
+            gateway
+                .metadata
+                .as_ref()
+                .map(|metadata| metadata["firmware"].clone()),
+            Some(serde_json::json!("2.1"))
+        );
+        assert!(cache.pending.gateways.is_empty());
+
+        let bare = fold(
+            &[retained(status(false, &[], now))],
+            64,
+            BatchKind::Arrived,
+            &mut cache,
+        );
+        assert!(
+            bare.urgent.is_empty() && cache.pending.is_empty(),
+            "a retained status of a stored gateway without metadata writes nothing"
+        );
+    }
+
+    #[test]
+    fn old_news_never_hides_live_news_whatever_the_order() {
+        let now = Utc::now();
+        let live = || {
+            [
+                reading(1, "dl", 1.0, now),
+                status(true, &[("firmware", "3")], now),
+            ]
+        };
+        let old = || {
+            [
+                retained(reading(1, "dl", 0.5, now - Duration::hours(1))),
+                retained(status(false, &[], now - Duration::hours(1))),
+            ]
+        };
+        for batch in [
+            live().into_iter().chain(old()).collect::<Vec<_>>(),
+            old().into_iter().chain(live()).collect(),
+        ] {
+            let folded = fold(&batch, 64, BatchKind::Arrived, &mut cache());
+            let gateway = &folded.urgent.gateways[&gateway_key()];
+            assert_eq!(
+                gateway.seen.map(|seen| (seen.at, seen.is_online)),
+                Some((now, true))
+            );
+            assert_eq!(folded.urgent.dataloggers[&datalogger_key()], Some(now));
+        }
+
+        // The same between batches: a pending live row is not undone by a later retained one.
+        let mut state = DeviceState::default();
+        state.add_gateway(
+            gateway_key(),
+            GatewayRow {
+                seen: Some(Sighting {
+                    at: now,
+                    is_online: true,
+                    announced: false,
+                }),
+                metadata: None,
+            },
+        );
+        state.add_datalogger(datalogger_key(), Some(now));
+        let mut older = DeviceState::default();
+        older.add_gateway(
+            gateway_key(),
+            GatewayRow {
+                seen: None,
+                metadata: None,
+            },
+        );
+        older.add_datalogger(datalogger_key(), None);
+        state.merge(older);
+        assert_eq!(
+            state.gateways[&gateway_key()]
+                .seen
+                .map(|seen| seen.is_online),
+            Some(true)
+        );
+        assert_eq!(state.dataloggers[&datalogger_key()], Some(now));
+    }
+
+    #[test]
+    fn a_parent_found_nowhere_is_written_as_not_seen_live() {
+        // A sensor whose datalogger's and gateway's ids were forgotten (a failed write) and
+        // that nothing pending names: the parents go out with the sensor, changing nothing.
+        let sensor: SensorKey = (1, "gw".into(), "dl".into(), "temperature".into());
+        let mut cache = cache();
+        cache.sensor_ids.insert(sensor.clone(), 30);
+        cache.pending.sensors.insert(
+            sensor,
+            SensorRow {
+                unit: None,
+                value: 1.0,
+                ts: Utc::now(),
+            },
+        );
+        let plan = plan(
+            HashMap::default(),
+            DeviceState::default(),
+            &cache,
+            Flush::Everything,
+        );
+        assert_eq!(plan.to_write.dataloggers[&datalogger_key()], None);
+        assert_eq!(plan.to_write.gateways[&gateway_key()].seen, None);
     }
 }

@@ -28,10 +28,12 @@ pub(super) const ONLINE_BY_MESSAGE: &str = "message";
 /// Rows per statement: well under SQLite's and PostgreSQL's bind-parameter limits.
 const CHUNK_ROWS: usize = 500;
 
-const GATEWAY_NEWER: &str =
-    "(gateway.last_seen IS NULL OR excluded.last_seen >= gateway.last_seen)";
-const DATALOGGER_NEWER: &str =
-    "(datalogger.last_seen IS NULL OR excluded.last_seen >= datalogger.last_seen)";
+/// A row without `last_seen` comes of retained messages only (old news) and changes no
+/// `last_seen` or `is_online`; otherwise the newest sighting wins.
+const GATEWAY_NEWER: &str = "(excluded.last_seen IS NOT NULL \
+     AND (gateway.last_seen IS NULL OR excluded.last_seen >= gateway.last_seen))";
+const DATALOGGER_NEWER: &str = "(excluded.last_seen IS NOT NULL \
+     AND (datalogger.last_seen IS NULL OR excluded.last_seen >= datalogger.last_seen))";
 
 /// The row id of a device: written by this transaction, or known from earlier ones.
 pub(super) fn row_id<K: Hash + Eq>(
@@ -202,17 +204,18 @@ pub(super) async fn upsert_gateways<C: ConnectionTrait>(
                 site_id: Set(*site_id),
                 identifier: Set(identifier.to_string()),
                 name: Set(None),
-                last_seen: Set(Some(row.last_seen)),
-                is_online: Set(row.is_online),
-                online_cause: Set(Some(
-                    if row.announced {
+                last_seen: Set(row.last_seen()),
+                // Not seen live (retained messages only): offline, with no cause.
+                is_online: Set(row.seen.is_some_and(|seen| seen.is_online)),
+                online_cause: Set(row.seen.map(|seen| {
+                    if seen.announced {
                         ONLINE_BY_STATUS_MESSAGE
                     } else {
                         ONLINE_BY_MESSAGE
                     }
-                    .into(),
-                )),
-                online_changed_at: Set(Some(row.last_seen)),
+                    .into()
+                })),
+                online_changed_at: Set(row.last_seen()),
                 metadata: Set(row.metadata.clone().map(serde_json::Value::Object)),
                 created_at: Set(now),
                 ..Default::default()
@@ -285,7 +288,7 @@ pub(super) async fn upsert_gateways<C: ConnectionTrait>(
 /// Writes the rows; returns the ids of those the cache does not know yet.
 pub(super) async fn upsert_dataloggers(
     db: &BatchTransaction,
-    dataloggers: &HashMap<DataloggerKey, DateTime<Utc>>,
+    dataloggers: &HashMap<DataloggerKey, Option<DateTime<Utc>>>,
     gateway_id: &impl Fn(&GatewayKey) -> Option<i32>,
     cached: &HashMap<DataloggerKey, i32>,
 ) -> Result<HashMap<DataloggerKey, i32>, DbErr> {
@@ -299,10 +302,15 @@ pub(super) async fn upsert_dataloggers(
     let mut rows = Vec::new();
     let mut gateway_of: HashMap<i32, GatewayKey> = HashMap::default();
     for (key, last_seen) in in_key_order(dataloggers) {
-        if let (Some(_), Some(&id)) = (postgres, cached.get(key)) {
-            known_ids.push(id);
-            known_times.push(*last_seen);
-            continue;
+        match (postgres, cached.get(key), last_seen) {
+            // A stored row and retained messages only: nothing to change.
+            (_, Some(_), None) => continue,
+            (Some(_), Some(&id), Some(last_seen)) => {
+                known_ids.push(id);
+                known_times.push(*last_seen);
+                continue;
+            }
+            _ => {}
         }
         let (site_id, gateway, identifier) = key;
         let Some(gateway_id) = gateway_id(&(*site_id, gateway.clone())) else {
@@ -316,10 +324,11 @@ pub(super) async fn upsert_dataloggers(
         rows.push(datalogger::ActiveModel {
             gateway_id: Set(gateway_id),
             identifier: Set(identifier.to_string()),
-            last_seen: Set(Some(*last_seen)),
-            is_online: Set(true),
-            online_cause: Set(Some(ONLINE_BY_MESSAGE.into())),
-            online_changed_at: Set(Some(*last_seen)),
+            last_seen: Set(*last_seen),
+            // Not seen live (retained messages only): offline, with no cause.
+            is_online: Set(last_seen.is_some()),
+            online_cause: Set(last_seen.map(|_| ONLINE_BY_MESSAGE.into())),
+            online_changed_at: Set(*last_seen),
             metadata: Set(None),
             created_at: Set(now),
             ..Default::default()
@@ -536,6 +545,7 @@ pub(super) async fn insert_parsing_logs<C: ConnectionTrait>(
                 received_at: Set(message.received_at),
                 created_at: Set(now),
                 replayed_at: Set(None),
+                retained: Set(message.retained),
                 ..Default::default()
             }),
             _ => None,

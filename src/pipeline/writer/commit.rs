@@ -291,6 +291,7 @@ mod tests {
             site_id: 1,
             topic: "t".into(),
             received_at: Utc::now(),
+            retained: false,
             payload: bytes::Bytes::from_static(b"{}"),
             route: None,
             outcome,

@@ -8,7 +8,7 @@ pub struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m20261203_000012_command_confirm"
+        "m20261203_000013_command_confirm"
     }
 }
 
