@@ -659,7 +659,7 @@ async fn parsers_are_listed_tried_and_reloaded() {
     );
     assert_eq!(
         keys(&list[0]),
-        key_set(&["name", "kind", "description", "schema"])
+        key_set(&["name", "kind", "description", "schema", "commands"])
     );
     assert_eq!(list[0]["kind"], "builtin");
 
@@ -956,6 +956,7 @@ async fn ingested_data_is_served_and_failed_payloads_can_be_replayed() {
             "created_at",
             "replayed_at",
             "received_at",
+            "retained",
         ])
     );
     // Newest first by creation time (several writers may store rows side by side, so ids
