@@ -10,6 +10,7 @@ import { initDevices } from './js/devices.js';
 import { initDiscovered } from './js/discovered.js';
 import { tickAges } from './js/format.js';
 import { initParsingErrors } from './js/parsing-errors.js';
+import { initSensorChart } from './js/sensor-chart.js';
 import { pollConnections } from './js/sites.js';
 import { initTabs } from './js/tabs.js';
 import { handleEvent, refreshEverything, resync } from './js/updates.js';
@@ -19,6 +20,7 @@ function init() {
   initAuth({ reconnect: reconnectWsNow, refresh: refreshEverything });
   initTabs();
   initDevices();
+  initSensorChart();
   initDiscovered();
   initParsingErrors();
   initConnectionLog();

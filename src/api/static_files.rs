@@ -35,6 +35,7 @@ const MODULES: &[(&str, &str)] = embedded_modules![
     "instances.js",
     "parsing-errors.js",
     "pattern-form.js",
+    "sensor-chart.js",
     "sites.js",
     "sparklines.js",
     "state.js",
