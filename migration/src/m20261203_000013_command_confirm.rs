@@ -19,7 +19,7 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(DeviceCommand::Table)
-                    .add_column(&mut text_null(DeviceCommand::ConfirmRule))
+                    .add_column(text_null(DeviceCommand::ConfirmRule))
                     .to_owned(),
             )
             .await?;
