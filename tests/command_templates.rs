@@ -8,12 +8,16 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    eventually, seed_test_site, unique_name, wait_for_granted, wait_for_row_status, PrivateBroker,
-    Service, ServiceOptions, TestDatabase,
+    eventually, post_command, seed_test_site, unique_name, wait_for_command, wait_for_granted,
+    wait_for_row_status, PrivateBroker, Service, ServiceOptions, TestDatabase,
 };
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
+
+/// How long a command may take to reach a status here (a failure waits for its 2 s window and
+/// the supervisor's pass).
+const COMMAND_WAIT: Duration = Duration::from_secs(20);
 
 /// The shipped parsers, with the relay's confirmation window cut to 2 s so a silent relay
 /// fails quickly.
@@ -85,38 +89,6 @@ async fn relay_controller(
     task
 }
 
-async fn post_command(service: &Service, site_id: i64, body: Value) -> (StatusCode, Value) {
-    let response = service
-        .client()
-        .post(service.url(&format!("/api/sites/{site_id}/commands")))
-        .json(&body)
-        .send()
-        .await
-        .expect("post the command");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn wait_for_command(service: &Service, id: i64, status: &str) -> Value {
-    eventually(
-        Duration::from_secs(20),
-        &format!("command {id} {status}"),
-        || async {
-            let command: Value = service
-                .client()
-                .get(service.url(&format!("/api/commands/{id}")))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (command["status"] == status).then_some(command)
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_switched_by_template_is_confirmed_by_its_report_or_fails_when_silent() {
     let database = TestDatabase::new().await;
@@ -177,8 +149,7 @@ async fn a_relay_switched_by_template_is_confirmed_by_its_report_or_fails_when_s
     let (status, created) = post_command(
         &service,
         site_id,
-        json!({"template": "set_relay", "args": {"gateway": "ctl-9", "channel": "3", "state": "on"}}),
-    )
+        json!({"template": "set_relay", "args": {"gateway": "ctl-9", "channel": "3", "state": "on"}}), None)
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     assert_eq!(created["template"], "set_relay");
@@ -188,7 +159,7 @@ async fn a_relay_switched_by_template_is_confirmed_by_its_report_or_fails_when_s
     assert_eq!(created["confirm"]["topic"], "relayctl/ctl-9/relay/3");
     assert_eq!(created["confirm"]["fields"]["/state"], "on");
     let id = created["id"].as_i64().expect("id");
-    let confirmed = wait_for_command(&service, id, "confirmed").await;
+    let confirmed = wait_for_command(&service, id, "confirmed", COMMAND_WAIT).await;
     assert!(confirmed["delivered_at"].is_string(), "{confirmed}");
     assert!(confirmed["confirmed_at"].is_string(), "{confirmed}");
     assert_eq!(confirmed["error"], Value::Null);
@@ -211,11 +182,16 @@ async fn a_relay_switched_by_template_is_confirmed_by_its_report_or_fails_when_s
     let (status, silent) = post_command(
         &service,
         site_id,
-        json!({"template": "set_relay", "args": {"gateway": "ctl-9", "channel": 4, "state": "off"}}),
-    )
+        json!({"template": "set_relay", "args": {"gateway": "ctl-9", "channel": 4, "state": "off"}}), None)
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{silent}");
-    let failed = wait_for_command(&service, silent["id"].as_i64().expect("id"), "failed").await;
+    let failed = wait_for_command(
+        &service,
+        silent["id"].as_i64().expect("id"),
+        "failed",
+        COMMAND_WAIT,
+    )
+    .await;
     assert!(failed["delivered_at"].is_string(), "{failed}");
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains("did not confirm within 2 s"), "{error}");
@@ -281,7 +257,7 @@ async fn template_arguments_are_checked_against_its_schema_and_nothing_is_sent()
         ),
         (json!({"topic": "a", "payload": 1, "args": {}}), "args"),
     ] {
-        let (status, error) = post_command(&service, site_id, body.clone()).await;
+        let (status, error) = post_command(&service, site_id, body.clone(), None).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {error}");
         assert_eq!(error["error"]["field"], field, "{body}: {error}");
     }
@@ -289,6 +265,7 @@ async fn template_arguments_are_checked_against_its_schema_and_nothing_is_sent()
         &service,
         site_id,
         json!({"template": "no_such_command", "args": {}}),
+        None,
     )
     .await;
     let message = error["error"]["message"].as_str().unwrap_or_default();

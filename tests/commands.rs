@@ -10,13 +10,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    eventually, seed_test_site, unique_name, wait_for_granted, wait_for_row_status, PrivateBroker,
-    Service, ServiceOptions, TestDatabase,
+    command, eventually, post_command, seed_test_site, unique_name, wait_for_command,
+    wait_for_granted, wait_for_row_status, PrivateBroker, Service, ServiceOptions, TestDatabase,
 };
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
+
+/// How long a command may take to reach a status here.
+const COMMAND_WAIT: Duration = Duration::from_secs(15);
 
 fn fast_options() -> ServiceOptions {
     ServiceOptions {
@@ -98,48 +101,6 @@ impl Drop for Device {
     }
 }
 
-async fn post_command(
-    service: &Service,
-    site_id: i64,
-    body: Value,
-    idempotency_key: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut request = service
-        .client()
-        .post(service.url(&format!("/api/sites/{site_id}/commands")))
-        .json(&body);
-    if let Some(key) = idempotency_key {
-        request = request.header("Idempotency-Key", key);
-    }
-    let response = request.send().await.expect("post the command");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn command(service: &Service, id: i64) -> Value {
-    service
-        .client()
-        .get(service.url(&format!("/api/commands/{id}")))
-        .send()
-        .await
-        .expect("get the command")
-        .json()
-        .await
-        .expect("command json")
-}
-
-async fn wait_for_command(service: &Service, id: i64, status: &str) -> Value {
-    eventually(
-        Duration::from_secs(15),
-        &format!("command {id} {status}"),
-        || async {
-            let command = command(service, id).await;
-            (command["status"] == status).then_some(command)
-        },
-    )
-    .await
-}
-
 /// A site whose connection (switched on when `active`) reaches `broker`.
 async fn site_on(database: &TestDatabase, broker: &PrivateBroker, active: bool) -> (i64, i32) {
     let db = database.connect().await;
@@ -203,7 +164,7 @@ async fn each_quality_of_service_is_delivered_as_asked_and_followed_live() {
         ids.push(created["id"].as_i64().expect("id"));
     }
     for (qos, id) in ids.iter().enumerate() {
-        let delivered = wait_for_command(&service, *id, "delivered").await;
+        let delivered = wait_for_command(&service, *id, "delivered", COMMAND_WAIT).await;
         assert!(delivered["sent_at"].is_string(), "{delivered}");
         assert!(delivered["delivered_at"].is_string(), "{delivered}");
         assert_eq!(delivered["error"], Value::Null);
@@ -293,8 +254,20 @@ async fn a_command_stored_while_stopped_goes_out_after_the_start_unless_it_expir
     );
     switch(&database, connection_id, true).await;
 
-    wait_for_command(&service, waiting["id"].as_i64().expect("id"), "delivered").await;
-    let expired = wait_for_command(&service, hurried["id"].as_i64().expect("id"), "expired").await;
+    wait_for_command(
+        &service,
+        waiting["id"].as_i64().expect("id"),
+        "delivered",
+        COMMAND_WAIT,
+    )
+    .await;
+    let expired = wait_for_command(
+        &service,
+        hurried["id"].as_i64().expect("id"),
+        "expired",
+        COMMAND_WAIT,
+    )
+    .await;
     assert_eq!(expired["sent_at"], Value::Null, "never sent");
     eventually(Duration::from_secs(5), "the waiting command", || async {
         (device.copies(&format!("{prefix}/waits")).len() == 1).then_some(())
@@ -357,7 +330,13 @@ async fn a_command_queued_before_a_sigkill_goes_out_after_the_restart() {
 
     let service = Service::start_with(&database, options());
     switch(&database, connection_id, true).await;
-    wait_for_command(&service, queued["id"].as_i64().expect("id"), "delivered").await;
+    wait_for_command(
+        &service,
+        queued["id"].as_i64().expect("id"),
+        "delivered",
+        COMMAND_WAIT,
+    )
+    .await;
     eventually(
         Duration::from_secs(5),
         "the command after the restart",
@@ -382,11 +361,23 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_command_and_sen
     assert_eq!(first_status, StatusCode::ACCEPTED);
     assert_eq!(again_status, StatusCode::ACCEPTED);
     assert_eq!(first["id"], again["id"]);
-    wait_for_command(&service, first["id"].as_i64().expect("id"), "delivered").await;
+    wait_for_command(
+        &service,
+        first["id"].as_i64().expect("id"),
+        "delivered",
+        COMMAND_WAIT,
+    )
+    .await;
     // Another key is another command.
     let (_, other) = post_command(&service, site_id, body, Some("retry-2")).await;
     assert_ne!(other["id"], first["id"]);
-    wait_for_command(&service, other["id"].as_i64().expect("id"), "delivered").await;
+    wait_for_command(
+        &service,
+        other["id"].as_i64().expect("id"),
+        "delivered",
+        COMMAND_WAIT,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(device.copies(&format!("{prefix}/relay")).len(), 2);
 }
@@ -522,7 +513,7 @@ async fn a_burst_of_commands_goes_out_in_order() {
         ids.push(created["id"].as_i64().expect("id"));
     }
     for id in &ids {
-        wait_for_command(&service, *id, "delivered").await;
+        wait_for_command(&service, *id, "delivered", COMMAND_WAIT).await;
     }
     eventually(Duration::from_secs(5), "25 copies", || async {
         (device.copies(&format!("{prefix}/relay")).len() == 25).then_some(())

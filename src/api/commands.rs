@@ -238,6 +238,7 @@ pub async fn create(
              /api/mqtt/connections"
         )));
     }
+    let confirm = command.confirm.clone();
     let enqueued = downlink::enqueue(&state.db, command, Utc::now()).await?;
     if enqueued.created {
         downlink::CommandReport {
@@ -245,12 +246,7 @@ pub async fn create(
             metrics: state.metrics.clone(),
         }
         .told(&enqueued.command);
-        if let Some(rule) = enqueued
-            .command
-            .confirm_rule
-            .as_deref()
-            .and_then(|rule| serde_json::from_str(rule).ok())
-        {
+        if let Some(rule) = confirm {
             state
                 .supervisor
                 .reply_watch()

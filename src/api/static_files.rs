@@ -37,6 +37,7 @@ const MODULES: &[(&str, &str)] = embedded_modules![
     "field-errors.js",
     "format.js",
     "instances.js",
+    "parser-list.js",
     "parsing-errors.js",
     "pattern-form.js",
     "pattern-preview.js",

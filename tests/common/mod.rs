@@ -1288,3 +1288,53 @@ pub async fn envelope_sink() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String
     });
     (port, bodies)
 }
+
+/// `POST /api/sites/{site_id}/commands` with the admin token (and an `Idempotency-Key`):
+/// the status and the JSON answer.
+pub async fn post_command(
+    service: &Service,
+    site_id: i64,
+    body: serde_json::Value,
+    idempotency_key: Option<&str>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = service
+        .client()
+        .post(service.url(&format!("/api/sites/{site_id}/commands")))
+        .json(&body);
+    if let Some(key) = idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.expect("post the command");
+    let status = response.status();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `GET /api/commands/{id}`.
+pub async fn command(service: &Service, id: i64) -> serde_json::Value {
+    service
+        .client()
+        .get(service.url(&format!("/api/commands/{id}")))
+        .send()
+        .await
+        .expect("get the command")
+        .json()
+        .await
+        .expect("command json")
+}
+
+/// The command once it reaches `status`, within `timeout`.
+pub async fn wait_for_command(
+    service: &Service,
+    id: i64,
+    status: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    eventually(timeout, &format!("command {id} {status}"), || async {
+        let command = command(service, id).await;
+        (command["status"] == status).then_some(command)
+    })
+    .await
+}

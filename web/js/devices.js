@@ -7,7 +7,8 @@ import { clearAlert, showAlert } from './alerts.js';
 import { ageEl, formatValue, parseTs, setAge, truncate } from './format.js';
 import { READINGS_LIMIT, addSeriesPoint, drawSpark, loadSeriesFor } from './sparklines.js';
 import { siteName, state } from './state.js';
-import { ensureParsers, followSensorValue, relaySwitch } from './relay-switch.js';
+import { loadParsers } from './parser-list.js';
+import { followSensorValue, relaySwitch } from './relay-switch.js';
 
 const dlKey = (gw, dl) => `${gw}\u0000${dl}`;
 
@@ -19,7 +20,7 @@ export async function loadDevices() {
     const [devices] = await Promise.all([
       api(`/api/sites/${siteId}/devices`),
       // Switches need the command templates; a failure only leaves them out.
-      ensureParsers().catch(() => []),
+      loadParsers().catch(() => []),
     ]);
     if (seq !== state.devicesSeq || siteId !== state.selected) return;
     renderDevices(Array.isArray(devices) ? devices : []);
@@ -57,7 +58,7 @@ export function renderDevices(list) {
   tree.replaceChildren(frag);
   if (!state.parsers) {
     // A tree pushed over the WebSocket may come before the templates: add switches after.
-    ensureParsers().then(() => {
+    loadParsers().then(() => {
       if (state.idx === idx) for (const entry of idx.sensor.values()) attachSwitch(entry);
     }).catch(() => {});
   }

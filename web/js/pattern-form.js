@@ -9,6 +9,7 @@ import { showAlert } from './alerts.js';
 import { clearFormErrors, clearOnInput, showFieldError, showFormError } from './field-errors.js';
 import { topicNodes } from './format.js';
 import { clearPreview, renderPreview, schedulePreview } from './pattern-preview.js';
+import { loadParsers } from './parser-list.js';
 import { state } from './state.js';
 import { guessLevels, matchTopic } from './topic-patterns.js';
 
@@ -18,13 +19,6 @@ let patternTopic = '';
 let opening = 0;
 // What the Discovered topics tab does once a pattern is saved (set by initPatternForm).
 let onCreated = () => {};
-
-async function loadParsers() {
-  if (state.parsers) return state.parsers;
-  const rows = await api('/api/parsers');
-  state.parsers = Array.isArray(rows) ? rows : [];
-  return state.parsers;
-}
 
 function guessParser(topicRow, parsers) {
   const names = new Set(parsers.map((p) => p.name));

@@ -12,14 +12,6 @@ const pending = new Map();
 // has the answer to its POST.
 const early = new Map();
 
-/** The parsers with their command templates, loaded once per token. */
-export async function ensureParsers() {
-  if (state.parsers) return state.parsers;
-  const rows = await api('/api/parsers');
-  state.parsers = Array.isArray(rows) ? rows : [];
-  return state.parsers;
-}
-
 /** The arguments a sensor name gives a name template such as `relay_{channel}`, or null. */
 export function namedArguments(template, name) {
   const names = [];
