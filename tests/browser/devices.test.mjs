@@ -150,11 +150,7 @@ test('sign in, watch live values and what the connection receives, read the devi
 test('a relay switch sends set_relay and shows it pending, then confirmed by the relay', { timeout: 60_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
-  await page.goto(baseUrl);
-  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
-  await page.fill('#token-input', token);
-  await page.click('#token-submit');
-  await assertText(page.locator('li[data-site-id]').first().locator('.status-label'), 'connected', 20_000);
+  await signIn(page, token);
 
   const row = page.locator('tr[data-sensor-name="relay_1"]');
   const button = row.locator('button.relay-switch');
@@ -200,11 +196,7 @@ test('the read token watches without the controls that change things', { timeout
 test('parsing errors: filter by parser, open one at its error position, replay all shown', { timeout: 90_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
-  await page.goto(baseUrl);
-  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
-  await page.fill('#token-input', token);
-  await page.click('#token-submit');
-  await assertText(page.locator('li[data-site-id]').first().locator('.status-label'), 'connected', 20_000);
+  await signIn(page, token);
   await page.getByRole('button', { name: 'Parsing errors', exact: true }).click();
   await page.locator('li[data-log-id]').first().waitFor({ timeout: 30_000 });
 
