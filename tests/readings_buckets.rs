@@ -89,6 +89,40 @@ async fn readings_are_bucketed_in_the_database() {
     let (_, readings) = get(format!("/api/sensors/{sensor_id}/readings?limit=1")).await;
     assert!(readings[0].get("count").is_none(), "{readings}");
 
+    // A chart as wide as a large screen takes its buckets in one page: more than the lists'
+    // 1000 rows with `bucket`, still 1000 without.
+    {
+        use mqtt_supervisor::entity::sensor_reading;
+        use sea_orm::{EntityTrait, Set};
+        let sensor_id_column = i32::try_from(sensor_id).expect("sensor id");
+        let earlier = start - 10_000;
+        let rows = (0..1_100).map(|second| sensor_reading::ActiveModel {
+            sensor_id: Set(sensor_id_column),
+            ts: Set(chrono::DateTime::from_timestamp(earlier + second, 0).expect("time")),
+            value: Set(second as f64),
+        });
+        for chunk in rows.collect::<Vec<_>>().chunks(200) {
+            sensor_reading::Entity::insert_many(chunk.to_vec())
+                .exec(&site.db)
+                .await
+                .expect("insert readings");
+        }
+    }
+    let before_the_six = chrono::DateTime::from_timestamp(start - 1, 0)
+        .expect("time")
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let (status, buckets) = get(format!(
+        "/api/sensors/{sensor_id}/readings?bucket=1&to={before_the_six}&limit=20000"
+    ))
+    .await;
+    assert_eq!(status, 200, "{buckets}");
+    assert_eq!(buckets.as_array().map(Vec::len), Some(1_100));
+    let (_, readings) = get(format!(
+        "/api/sensors/{sensor_id}/readings?to={before_the_six}&limit=20000"
+    ))
+    .await;
+    assert_eq!(readings.as_array().map(Vec::len), Some(1_000));
+
     for bad in ["0", "31536001", "x"] {
         let (status, error) = get(format!("/api/sensors/{sensor_id}/readings?bucket={bad}")).await;
         assert_eq!(status, 422, "{bad}: {error}");

@@ -13,6 +13,7 @@ import { tickAges } from './js/format.js';
 import { initParsingErrors } from './js/parsing-errors.js';
 import { initSettings } from './js/settings.js';
 import { initSiteForm } from './js/site-form.js';
+import { initSensorChart } from './js/sensor-chart.js';
 import { pollConnections } from './js/sites.js';
 import { initTabs } from './js/tabs.js';
 import { handleEvent, refreshEverything, resync } from './js/updates.js';
@@ -22,6 +23,7 @@ function init() {
   initAuth({ reconnect: reconnectWsNow, refresh: refreshEverything });
   initTabs();
   initDevices();
+  initSensorChart();
   initDiscovered();
   initParsingErrors();
   initConnectionLog();

@@ -64,6 +64,17 @@ impl PageQuery {
     pub fn page(&self) -> Result<Page, ApiError> {
         Page::new(self.limit, self.offset)
     }
+
+    /// The page with `limit` lowered to `max` instead of [`MAX_LIMIT`], for rows that are
+    /// small and few enough to take more of at once (a chart's buckets).
+    pub fn page_up_to(&self, max: u64) -> Result<Page, ApiError> {
+        let page = self.page()?;
+        let limit = match self.limit {
+            Some(QueryInteger(value)) => (value as u64).min(max),
+            None => page.limit,
+        };
+        Ok(Page { limit, ..page })
+    }
 }
 
 #[cfg(test)]
@@ -90,5 +101,10 @@ mod tests {
         assert!(page("offset=-1").is_err());
         assert!(page("limit=ten").is_err());
         assert!(page("limit=1&limit=2").is_err());
+        let larger = |query: &str| parse_query::<PageQuery>(query)?.page_up_to(10_000);
+        assert_eq!(larger("limit=5000").expect("raised").limit, 5000);
+        assert_eq!(larger("limit=20000").expect("clamped").limit, 10_000);
+        assert_eq!(larger("").expect("default").limit, 100);
+        assert!(larger("limit=0").is_err());
     }
 }

@@ -42,6 +42,10 @@ pub struct ReadingResponse {
 /// A year: a chart of several years still gets one point per bucket.
 const MAX_BUCKET_SECS: i64 = 31_536_000;
 
+/// Buckets per page: a chart one bucket per pixel column wide, even on a wide screen, in one
+/// request (plain readings keep the lists' 1000).
+pub const MAX_BUCKETS_PER_PAGE: u64 = 10_000;
+
 /// `from` and `to` bound `ts` inclusively; either may be left out.
 /// The time range of the readings endpoint (its page parameters are the lists' own).
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -56,7 +60,8 @@ pub struct ReadingsQuery {
     #[serde(default)]
     pub to: Option<QueryTime>,
     /// Seconds per bucket (1 to 31536000): one row per bucket that holds readings, with `min`,
-    /// `max`, `avg` and `count`, newest first; `limit` and `offset` count buckets.
+    /// `max`, `avg` and `count`, newest first; `limit` and `offset` count buckets, and `limit`
+    /// may be up to 10000 (a chart one bucket per pixel column wide).
     #[param(value_type = i64, minimum = 1, maximum = 31_536_000)]
     #[serde(default)]
     pub bucket: Option<QueryInteger>,
@@ -112,8 +117,13 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<ReadingResponse>>, ApiError> {
     let query = query.unwrap_or_default();
-    let page = parse_query::<PageQuery>(&query)?.page()?;
+    let page_query = parse_query::<PageQuery>(&query)?;
     let range = parse_query::<ReadingsQuery>(&query)?;
+    let page = if range.bucket.is_some() {
+        page_query.page_up_to(MAX_BUCKETS_PER_PAGE)?
+    } else {
+        page_query.page()?
+    };
     let from = range.from.map(|time| time.0);
     let to = range.to.map(|time| time.0);
     if let (Some(from), Some(to)) = (from, to) {

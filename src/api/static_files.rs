@@ -43,6 +43,7 @@ const MODULES: &[(&str, &str)] = embedded_modules![
     "pattern-preview.js",
     "payload-view.js",
     "relay-switch.js",
+    "sensor-chart.js",
     "settings.js",
     "site-form.js",
     "sites.js",

@@ -507,6 +507,117 @@ test('a device known only from a retained message shows as not seen live until i
   }
 });
 
+test('a sensor\'s chart: the last hour in no more points than pixels, the API\'s buckets, drag to zoom, keys, Escape', { timeout: 90_000 }, async () => {
+  // A zone other than UTC, so local times and their UTC form differ.
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 }, timezoneId: 'Europe/Berlin' });
+  page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
+  await page.goto(baseUrl);
+  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
+  await page.fill('#token-input', token);
+  await page.click('#token-submit');
+  const row = page.locator('tr[data-sensor-id][data-sensor-name="temperature"]').first();
+  await row.waitFor({ timeout: 20_000 });
+  const sensorId = await row.getAttribute('data-sensor-id');
+
+  // The row opens the chart from the keyboard too.
+  await row.focus();
+  await page.keyboard.press('Enter');
+  const dialog = page.locator('dialog.chart-dialog');
+  await dialog.waitFor({ state: 'visible', timeout: 5_000 });
+  const plotArea = dialog.locator('.chart-plot');
+  const plot = dialog.locator('svg.chart-svg');
+  const line = plot.locator('path.chart-line');
+  const drawn = async () => {
+    await waitUntil(async () => (await plotArea.getAttribute('aria-busy')) === 'false', 15_000, 'the chart to load');
+  };
+  await dialog.getByRole('button', { name: 'Last hour', exact: true }).click();
+  assert.equal(await dialog.getByRole('button', { name: 'Last hour', exact: true }).getAttribute('aria-pressed'), 'true');
+  await drawn();
+  await line.waitFor({ timeout: 5_000 });
+  const shown = async () => {
+    const [url, width, from, to, d, points, first, last] = await Promise.all([
+      plot.getAttribute('data-url'), plot.getAttribute('data-plot-width'), plot.getAttribute('data-view-start'),
+      plot.getAttribute('data-view-end'), line.getAttribute('d'), line.getAttribute('data-points'),
+      line.getAttribute('data-first'), line.getAttribute('data-last')]);
+    return { url, width: Number(width), from: Number(from), to: Number(to), vertices: (d.match(/[ML]/g) || []).length,
+      points: Number(points), first: Number(first), last: Number(last) };
+  };
+  const hour = await shown();
+  assert.equal(hour.to - hour.from, 3_600_000, 'the last hour');
+  assert.ok(hour.vertices > 0, 'the line has points');
+  assert.ok(hour.vertices <= hour.width, `${hour.vertices} points for ${hour.width} pixels`);
+  assert.equal(hour.vertices, hour.points);
+  assert.match(hour.url, new RegExp(`^/api/sensors/${sensorId}/readings\\?from=.*&bucket=\\d+&limit=\\d+$`));
+  assert.ok(Number(new URL(hour.url, baseUrl).searchParams.get('bucket')) >= Math.ceil(3600 / hour.width));
+  // The same request from here: the same buckets (a reading committed after the page asked
+  // may only add a newest bucket).
+  const response = await fetch(new URL(hour.url, baseUrl), { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(response.status, 200);
+  const buckets = await response.json();
+  const oldest = Date.parse(buckets[buckets.length - 1].ts);
+  assert.equal(oldest, hour.first, 'the oldest bucket');
+  const late = buckets.filter((bucket) => Date.parse(bucket.ts) > hour.last);
+  assert.equal(buckets.length - late.length, hour.vertices, 'the page drew the API\'s buckets');
+  assert.ok(late.length <= 1, `${late.length} buckets newer than the page's`);
+  assert.ok(buckets.every((bucket) => bucket.min <= bucket.avg && bucket.avg <= bucket.max && bucket.count >= 1));
+  assert.match(await dialog.locator('#chart-summary').textContent(), /\d+ readings? in \d+ points?.*Lowest .* highest /);
+
+  // Drag across the plot, from just before the first reading to the right end: a narrower range.
+  const frame = await plot.locator('rect.chart-frame').boundingBox();
+  const lineBox = await line.boundingBox();
+  const start = Math.max(lineBox.x - 2, frame.x + frame.width * 0.1);
+  const end = frame.x + frame.width - 1;
+  const middle = frame.y + frame.height / 2;
+  await page.mouse.move(start, middle);
+  await page.mouse.down();
+  await page.mouse.move((start + end) / 2, middle, { steps: 4 });
+  await page.mouse.move(end, middle, { steps: 4 });
+  await page.mouse.up();
+  await waitUntil(async () => Number(await plot.getAttribute('data-view-start')) !== hour.from, 5_000, 'the zoom');
+  await drawn();
+  const zoomed = await shown();
+  assert.ok(zoomed.to - zoomed.from < hour.to - hour.from, 'the shown range narrowed');
+  assert.ok(zoomed.from > hour.from && zoomed.to <= hour.to, 'inside the hour');
+  assert.ok(zoomed.vertices > 0 && zoomed.vertices <= zoomed.width, `${zoomed.vertices} points, ${zoomed.width} pixels`);
+  assert.ok(await dialog.getByRole('button', { name: 'Reset zoom', exact: true }).isVisible());
+
+  // Hovering shows a point's value with its time (and UTC).
+  await page.mouse.move(frame.x + frame.width - 40, middle);
+  const tooltip = dialog.locator('.chart-tooltip');
+  await waitUntil(async () => tooltip.isVisible(), 5_000, 'the tooltip');
+  assert.match(await tooltip.textContent(), /UTC/);
+  assert.match(await dialog.locator('#chart-help').textContent(), /Times in Europe\/Berlin/);
+  // SCREENSHOT_CHART=docs/chart.png refreshes the README's picture of the chart.
+  await dialog.screenshot({ path: process.env.SCREENSHOT_CHART ? resolve(root, process.env.SCREENSHOT_CHART) : join(tmpdir(), 'mqtt-supervisor-chart.png') });
+
+  // The keys read the points: End is the newest.
+  await plot.focus();
+  await page.keyboard.press('End');
+  assert.equal(await plot.getAttribute('data-cursor'), String(zoomed.points - 1));
+  await page.keyboard.press('ArrowLeft');
+  if (zoomed.points > 1) assert.equal(await plot.getAttribute('data-cursor'), String(zoomed.points - 2));
+
+  await dialog.getByRole('button', { name: 'Reset zoom', exact: true }).click();
+  await drawn();
+  const reset = await shown();
+  assert.equal(reset.to - reset.from, 3_600_000, 'back to the hour');
+
+  // A range without readings says so.
+  await dialog.getByRole('button', { name: 'Custom', exact: true }).click();
+  await page.fill('#chart-start', '2000-01-01T00:00');
+  await page.fill('#chart-end', '2000-01-02T00:00');
+  await dialog.getByRole('button', { name: 'Show', exact: true }).click();
+  await drawn();
+  await waitUntil(async () => /No readings/.test((await dialog.locator('.chart-empty').textContent()) || '')
+    && await dialog.locator('.chart-empty').isVisible(), 5_000, 'the empty state');
+  assert.equal(await line.count(), 0);
+
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden', timeout: 5_000 });
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset?.sensorId), sensorId, 'focus back on the row');
+  assert.doesNotMatch(output, /\[page error\]/, 'the page raised no script errors');
+});
+
 async function assertText(locator, expected, timeout) {
   await waitUntil(async () => ((await locator.textContent()) || '').trim() === expected, timeout,
     `text "${expected}"`);

@@ -160,7 +160,7 @@ function buildDatalogger(gw, dl, gwEntry, idx) {
     count);
   const tbody = h('tbody');
   const table = h('table', { class: 'data-table sensors-table' },
-    h('caption', { class: 'visually-hidden', text: `Sensors of datalogger ${dl.identifier}` }),
+    h('caption', { class: 'visually-hidden', text: `Sensors of datalogger ${dl.identifier}; Enter on a sensor shows the chart of its readings` }),
     h('thead', null, h('tr', null,
       h('th', { scope: 'col', text: 'Sensor' }),
       h('th', { scope: 'col', class: 'num', text: 'Value' }),
@@ -203,7 +203,7 @@ function buildSensorRow(s, dlEntry, idx) {
   const seen = ageEl(s.last_reading_at);
   const spark = h('td', { class: 'spark' });
   const name = h('th', { scope: 'row', class: 'sensor-name' }, h('span', { text: s.name }));
-  const tr = h('tr', { 'data-sensor-id': s.id, 'data-sensor-name': s.name },
+  const tr = h('tr', { class: 'sensor-row', tabindex: 0, 'data-sensor-id': s.id, 'data-sensor-name': s.name, title: 'Show the chart of its readings' },
     name, value, unit, h('td', { class: 'sensor-age' }, seen), spark);
   const entry = { data: s, dl: dlEntry, tr, name, value, unit, seen, spark };
   attachSwitch(entry);
