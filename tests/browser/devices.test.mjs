@@ -562,11 +562,12 @@ test('a sensor\'s chart: the last hour in no more points than pixels, the API\'s
   assert.ok(buckets.every((bucket) => bucket.min <= bucket.avg && bucket.avg <= bucket.max && bucket.count >= 1));
   assert.match(await dialog.locator('#chart-summary').textContent(), /\d+ readings? in \d+ points?.*Lowest .* highest /);
 
-  // Drag across the plot, from just before the first reading to the right end: a narrower range.
+  // Drag across the plot, from just before the first reading (or, when the readings all came in
+  // the last minutes, 60 px from the end) to the right end: a narrower range.
   const frame = await plot.locator('rect.chart-frame').boundingBox();
   const lineBox = await line.boundingBox();
-  const start = Math.max(lineBox.x - 2, frame.x + frame.width * 0.1);
   const end = frame.x + frame.width - 1;
+  const start = Math.min(Math.max(lineBox.x - 2, frame.x + frame.width * 0.1), end - 60);
   const middle = frame.y + frame.height / 2;
   await page.mouse.move(start, middle);
   await page.mouse.down();

@@ -156,6 +156,9 @@ export function openSensorChart(sensorId) {
 }
 
 function onClose() {
+  // The close event comes a task after the dialog closed: when the chart was opened again
+  // meanwhile, its answer is the one on its way and must still be drawn.
+  if (chart.parts.dialog.open) return;
   chart.seq++; // an answer still on its way is not drawn
   endDrag();
   hideCursor();
