@@ -2,7 +2,8 @@
 //! counts every copy it receives: QoS 0, 1 and 2 delivered exactly as asked, a command stored
 //! while the connection is stopped goes out after the start (unless it expired first), one stored
 //! before a SIGKILL goes out after the restart, an idempotent retry sends one copy, every bad
-//! request is refused with the field named, and the WebSocket follows each command.
+//! request is refused with the field named, the WebSocket follows each command, and a command goes
+//! out while a flood of messages waits for a database that is held up.
 
 mod common;
 
@@ -10,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    command, eventually, post_command, seed_test_site, unique_name, wait_for_command,
-    wait_for_granted, wait_for_row_status, PrivateBroker, Service, ServiceOptions, TestDatabase,
+    command, config_args, eventually, metric, post_command, publisher_on, seed_test_site,
+    unique_name, wait_for_command, wait_for_granted, wait_for_row_status, PrivateBroker, Service,
+    ServiceOptions, TestDatabase,
 };
 use futures_util::StreamExt;
 use reqwest::StatusCode;
@@ -531,4 +533,82 @@ async fn a_burst_of_commands_goes_out_in_order() {
         order, expected,
         "one copy each, in the order they were stored"
     );
+}
+
+/// Uplink must not starve downlink. Another session locks the tables the writer inserts into, so
+/// a flood on the site's own connection fills the writer's queue and the connection task waits
+/// for room (the back-pressure that slows a flood to what the database takes); a command posted
+/// then must still reach the device while the lock is held. PostgreSQL only: SQLite's single
+/// write lock would hold up the command's own row too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_goes_out_while_a_flood_waits_for_the_database() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let database = TestDatabase::new().await;
+    if !database.is_postgres() {
+        eprintln!("skipped: needs a database where one table can be locked alone");
+        return;
+    }
+    // batch_max_messages × 4 ÷ writers; one more is counted while it waits for room.
+    const QUEUE: f64 = 64.0;
+    let broker = PrivateBroker::start();
+    let service = Service::start_with(
+        &database,
+        ServiceOptions {
+            args: config_args(
+                database.directory.path(),
+                "[pipeline]\nbatch_max_messages = 16\nwriters = 1\n",
+            ),
+            ..fast_options()
+        },
+    );
+    let (site_id, _) = site_on(&database, &broker, true).await;
+    let device = Device::subscribe(broker.port, "downlink/#").await;
+
+    let locker = database.connect().await;
+    let lock = locker.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE sensor_reading, mqtt_parsing_log IN EXCLUSIVE MODE")
+        .await
+        .expect("lock the tables the writer inserts into");
+    let publisher = publisher_on(broker.port).await;
+    for index in 0..2_000 {
+        publisher
+            .publish(
+                &format!("uplink/gw/dl-{}", index % 5),
+                format!(r#"{{"temperature": {index}}}"#),
+            )
+            .await;
+    }
+    eventually(
+        Duration::from_secs(30),
+        "the writer's queue full",
+        || async {
+            let depth = metric(&service, "mqtt_supervisor_pipeline_queue_depth", &[]).await;
+            (depth > QUEUE).then_some(())
+        },
+    )
+    .await;
+
+    let (status, created) = post_command(
+        &service,
+        site_id,
+        json!({"topic": "downlink/relay", "payload": "on", "qos": 1}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    eventually(
+        Duration::from_secs(10),
+        "the command at the device while the flood waits",
+        || async { (device.copies("downlink/relay").len() == 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        metric(&service, "mqtt_supervisor_pipeline_queue_depth", &[]).await > QUEUE,
+        "the flood was still waiting for the database"
+    );
+
+    lock.rollback().await.expect("unlock");
+    let id = created["id"].as_i64().expect("id");
+    wait_for_command(&service, id, "delivered", Duration::from_secs(60)).await;
+    assert_eq!(device.copies("downlink/relay").len(), 1, "one copy");
 }

@@ -411,7 +411,7 @@ impl Session {
                 _ = self.cancel.cancelled() => return false,
                 _ = rung(self.command_bell.as_deref()) => {
                     self.send_commands().await;
-                    if let Err(error) = self.client.write_acknowledgements().await {
+                    if let Err(error) = self.client.write_publishes_now().await {
                         tracing::debug!(target: CONNECTION_TARGET, site_id = self.site_id, %error, "writing a command failed");
                     }
                 }

@@ -169,6 +169,18 @@ impl Client {
         }
     }
 
+    /// Writes our publishes now, while the task is held up waiting for the writer rather than
+    /// polling the client (then waiting acknowledgements, as `write_acknowledgements`).
+    pub async fn write_publishes_now(&mut self) -> Result<(), RequestError> {
+        match self {
+            Client::V3_1_1(client) => client
+                .write_acknowledgements()
+                .await
+                .map_err(|error| RequestError(error.to_string())),
+            Client::V5(client) => client.write_publishes_now().await,
+        }
+    }
+
     /// The session they belonged to is gone; the broker delivers those messages again.
     pub fn forget_acknowledgements(&mut self) {
         match self {

@@ -13,7 +13,9 @@ use rumqttc::v5::mqttbytes::v5::{
     SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
+use rumqttc::v5::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request, StateError,
+};
 use rumqttc::{NetworkOptions, Outgoing};
 
 use super::{ClientEvent, Failure, FilterRequest, Grant, Message, OutgoingPublish, RequestError};
@@ -24,6 +26,8 @@ const SEND_BUFFER_BYTES: u32 = 64 * 1024;
 /// Acknowledgements in the client's request queue at most; the rest wait here. The loop writes
 /// one request per turn, so this is how many turns a publish of ours may wait.
 const ACKS_IN_QUEUE: usize = 32;
+/// Events kept while the loop is turned early to write a command (see `write_publishes_now`).
+const EARLY_MAX: usize = 2_048;
 
 pub struct Client {
     requests: AsyncClient,
@@ -32,8 +36,13 @@ pub struct Client {
     waiting: VecDeque<Acknowledgement>,
     /// Handed to the request queue and not written yet.
     acks_in_queue: usize,
-    /// Our own publishes (commands), handed to the request queue before any acknowledgement.
+    /// Our own publishes (commands), handed to the event loop before any acknowledgement.
     publishes: VecDeque<Publish>,
+    /// What the event loop produced while it was turned to write our publishes during a wait
+    /// for the writer (`write_publishes_now`): handed out before the loop is polled again.
+    early: VecDeque<Event>,
+    /// How the session broke while the loop was turned early; reported after `early`.
+    early_failure: Option<Failure>,
     waiting_gauge: Gauge,
     stuck_after: Duration,
 }
@@ -55,16 +64,23 @@ impl Client {
             waiting: VecDeque::new(),
             acks_in_queue: 0,
             publishes: VecDeque::new(),
+            early: VecDeque::new(),
+            early_failure: None,
             waiting_gauge,
             stuck_after,
         }
     }
 
     pub async fn next_event(&mut self) -> Result<ClientEvent, Failure> {
-        // The library pings at least once per keep-alive, so a poll that returns nothing for
-        // twice as long is stuck on a socket the broker no longer reads.
-        match tokio::time::timeout(self.stuck_after, self.event_loop.poll()).await {
-            Ok(Ok(event)) => {
+        let polled = match self.early.pop_front() {
+            Some(event) => Ok(event),
+            None => match self.early_failure.take() {
+                Some(failure) => Err(failure),
+                None => self.poll().await,
+            },
+        };
+        match polled {
+            Ok(event) => {
                 if matches!(
                     event,
                     Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))
@@ -73,17 +89,24 @@ impl Client {
                 }
                 Ok(client_event(event))
             }
-            Ok(Err(error)) => {
+            Err(failure) => {
                 // Publishes (and stale acknowledgements) of the broken session are not the
                 // next session's: the session's owner sends its commands again.
                 self.event_loop.pending.clear();
                 self.forget_acknowledgements();
-                Err(failure(&error))
+                Err(failure)
             }
+        }
+    }
+
+    /// One turn of the event loop. The library pings at least once per keep-alive, so a turn
+    /// that returns nothing for twice as long is stuck on a socket the broker no longer reads.
+    async fn poll(&mut self) -> Result<Event, Failure> {
+        match tokio::time::timeout(self.stuck_after, self.event_loop.poll()).await {
+            Ok(Ok(event)) => Ok(event),
+            Ok(Err(error)) => Err(failure(&error)),
             Err(_) => {
                 self.event_loop.clean();
-                self.event_loop.pending.clear();
-                self.forget_acknowledgements();
                 Err(Failure {
                     refused: false,
                     message: format!(
@@ -95,8 +118,34 @@ impl Client {
         }
     }
 
+    /// Writes our publishes while the task is not polling (it waits for room in the writer's
+    /// queue): the event loop writes only when turned, so it is turned here until they are
+    /// written, and whatever it reads meanwhile waits in `early` for `next_event`. The broker's
+    /// receive maximum bounds what it sends while we hold back acknowledgements; `EARLY_MAX`
+    /// bounds the rest (QoS 0), after which the publishes go on the task's next turns.
+    pub async fn write_publishes_now(&mut self) -> Result<(), RequestError> {
+        self.write_acknowledgements()?;
+        while !self.event_loop.pending.is_empty()
+            && self.early_failure.is_none()
+            && self.early.len() < EARLY_MAX
+        {
+            match self.poll().await {
+                Ok(event) => self.early.push_back(event),
+                Err(failure) => self.early_failure = Some(failure),
+            }
+        }
+        Ok(())
+    }
+
     pub fn next_read_message(&mut self) -> Option<Message> {
-        let events = &mut self.event_loop.state.events;
+        // Events turned out early come before those the loop still holds.
+        let events = if !self.early.is_empty() {
+            &mut self.early
+        } else if self.early_failure.is_some() {
+            return None;
+        } else {
+            &mut self.event_loop.state.events
+        };
         if !matches!(events.front(), Some(Event::Incoming(Packet::Publish(_)))) {
             return None;
         }
@@ -111,23 +160,14 @@ impl Client {
     }
 
     /// Hands our publishes, then waiting acknowledgements (up to `ACKS_IN_QUEUE` at a time),
-    /// to the client's request queue; the event loop writes them on its next turns.
+    /// to the event loop; it writes them on its next turns.
     pub fn write_acknowledgements(&mut self) -> Result<(), RequestError> {
-        while let Some(publish) = self.publishes.pop_front() {
-            let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-            let queued = self.requests.try_publish(
-                topic,
-                publish.qos,
-                publish.retain,
-                publish.payload.clone(),
-            );
-            if queued.is_err() {
-                // Full: it goes first next time, before any acknowledgement.
-                self.publishes.push_front(publish);
-                break;
-            }
-        }
-        while self.publishes.is_empty() && self.acks_in_queue < ACKS_IN_QUEUE {
+        // The loop takes its `pending` requests before anything in the request queue, so
+        // our publishes go ahead of the acknowledgements queued there.
+        self.event_loop
+            .pending
+            .extend(self.publishes.drain(..).map(Request::Publish));
+        while self.acks_in_queue < ACKS_IN_QUEUE {
             let Some(acknowledgement) = self.waiting.front() else {
                 break;
             };
