@@ -603,8 +603,17 @@ test('a sensor\'s chart: the last hour in no more points than pixels, the API\'s
   const reset = await shown();
   assert.equal(reset.to - reset.from, 3_600_000, 'back to the hour');
 
-  // A range without readings says so.
+  // A custom range that ends before it starts is refused beside the field, keeping what was typed.
   await dialog.getByRole('button', { name: 'Custom', exact: true }).click();
+  await page.fill('#chart-start', '2000-01-02T00:00');
+  await page.fill('#chart-end', '2000-01-01T00:00');
+  await dialog.getByRole('button', { name: 'Show', exact: true }).click();
+  assert.match(await dialog.locator('#chart-custom-error').textContent(), /at least 10 seconds after the start/);
+  assert.equal(await page.locator('#chart-end').getAttribute('aria-invalid'), 'true');
+  assert.match(await page.locator('#chart-start').inputValue(), /^2000-01-02T00:00/);
+  assert.equal(Number(await plot.getAttribute('data-view-end')) - Number(await plot.getAttribute('data-view-start')), 3_600_000, 'the shown range is kept');
+
+  // A range without readings says so.
   await page.fill('#chart-start', '2000-01-01T00:00');
   await page.fill('#chart-end', '2000-01-02T00:00');
   await dialog.getByRole('button', { name: 'Show', exact: true }).click();
