@@ -1,7 +1,8 @@
 //! The MQTT 5 client as a connection task uses it, over rumqttc's v5 event loop. Unlike the
 //! 3.1.1 client it uses only the library's public interface: acknowledgements go through the
-//! client's request queue (the broker's receive maximum bounds how many can be due at once), and
-//! a poll that makes no progress for twice the keep-alive ends the session, since the library
+//! client's request queue (the broker's receive maximum bounds how many can be due at once), our
+//! publishes (commands) through the event loop's public `pending` requests, which it takes first,
+//! and a poll that makes no progress for twice the keep-alive ends the session, since the library
 //! waits on a full socket without a limit of its own.
 
 use std::collections::VecDeque;
@@ -43,6 +44,12 @@ pub struct Client {
     early: VecDeque<Event>,
     /// How the session broke while the loop was turned early; reported after `early`.
     early_failure: Option<Failure>,
+    /// The broker's receive maximum (from its CONNACK): our QoS 1 and 2 publishes it takes
+    /// unacknowledged at once. The loop checks it only for its request queue, not for the
+    /// `pending` requests our publishes go through, so it is kept here.
+    receive_maximum: u16,
+    /// Our QoS 1 and 2 publishes handed to the loop and not acknowledged yet.
+    unacknowledged: u16,
     waiting_gauge: Gauge,
     stuck_after: Duration,
 }
@@ -66,6 +73,8 @@ impl Client {
             publishes: VecDeque::new(),
             early: VecDeque::new(),
             early_failure: None,
+            receive_maximum: u16::MAX,
+            unacknowledged: 0,
             waiting_gauge,
             stuck_after,
         }
@@ -81,12 +90,7 @@ impl Client {
         };
         match polled {
             Ok(event) => {
-                if matches!(
-                    event,
-                    Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))
-                ) {
-                    self.acks_in_queue = self.acks_in_queue.saturating_sub(1);
-                }
+                self.count(&event);
                 Ok(client_event(event))
             }
             Err(failure) => {
@@ -96,6 +100,32 @@ impl Client {
                 self.forget_acknowledgements();
                 Err(failure)
             }
+        }
+    }
+
+    /// Keeps the counts behind this client's limits in step with what the loop did.
+    fn count(&mut self, event: &Event) {
+        match event {
+            Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_)) => {
+                self.acks_in_queue = self.acks_in_queue.saturating_sub(1);
+            }
+            Event::Incoming(Packet::ConnAck(connack)) => {
+                self.receive_maximum = connack
+                    .properties
+                    .as_ref()
+                    .and_then(|properties| properties.receive_max)
+                    .unwrap_or(u16::MAX);
+                self.unacknowledged = 0;
+            }
+            Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_)) => {
+                self.unacknowledged = self.unacknowledged.saturating_sub(1);
+            }
+            Event::Incoming(Packet::PubRec(received))
+                if publish_received_refusal(received).is_some() =>
+            {
+                self.unacknowledged = self.unacknowledged.saturating_sub(1);
+            }
+            _ => {}
         }
     }
 
@@ -163,10 +193,23 @@ impl Client {
     /// to the event loop; it writes them on its next turns.
     pub fn write_acknowledgements(&mut self) -> Result<(), RequestError> {
         // The loop takes its `pending` requests before anything in the request queue, so
-        // our publishes go ahead of the acknowledgements queued there.
-        self.event_loop
-            .pending
-            .extend(self.publishes.drain(..).map(Request::Publish));
+        // our publishes go ahead of the acknowledgements queued there; as many as the broker
+        // takes unacknowledged, and none while the loop holds a publish back on a packet id
+        // still in use (it keeps only one).
+        while let Some(publish) = self.publishes.front() {
+            let counted = publish.qos != QoS::AtMostOnce;
+            if self.event_loop.state.collision.is_some()
+                || (counted && self.unacknowledged >= self.receive_maximum)
+            {
+                break;
+            }
+            if counted {
+                self.unacknowledged += 1;
+            }
+            if let Some(publish) = self.publishes.pop_front() {
+                self.event_loop.pending.push_back(Request::Publish(publish));
+            }
+        }
         while self.acks_in_queue < ACKS_IN_QUEUE {
             let Some(acknowledgement) = self.waiting.front() else {
                 break;
@@ -191,6 +234,7 @@ impl Client {
         self.waiting.clear();
         self.acks_in_queue = 0;
         self.publishes.clear();
+        self.unacknowledged = 0;
         self.waiting_gauge.set(0);
     }
 
@@ -472,6 +516,74 @@ pub(in crate::connection) fn qos_of(level: u8) -> QoS {
 mod tests {
     use super::*;
     use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, PublishProperties, SubAckProperties};
+
+    fn connack_with_receive_maximum(receive_max: u16) -> Event {
+        use rumqttc::v5::mqttbytes::v5::{ConnAck, ConnAckProperties};
+        Event::Incoming(Packet::ConnAck(ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::Success,
+            properties: Some(ConnAckProperties {
+                session_expiry_interval: None,
+                receive_max: Some(receive_max),
+                max_qos: None,
+                retain_available: None,
+                max_packet_size: None,
+                assigned_client_identifier: None,
+                topic_alias_max: None,
+                reason_string: None,
+                user_properties: Vec::new(),
+                wildcard_subscription_available: None,
+                subscription_identifiers_available: None,
+                shared_subscription_available: None,
+                server_keep_alive: None,
+                response_information: None,
+                server_reference: None,
+                authentication_method: None,
+                authentication_data: None,
+            }),
+        }))
+    }
+
+    fn command(qos: u8) -> OutgoingPublish {
+        OutgoingPublish {
+            topic: "relayctl/gw-1/relay/1/set".into(),
+            payload: b"on".to_vec().into(),
+            qos,
+            retain: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn our_publishes_go_ahead_of_acknowledgements_as_many_as_the_broker_takes() {
+        // No connection is made: the loop connects only when polled.
+        let mut client = Client::new(MqttOptions::new("unit", "127.0.0.1", 9), Gauge::default());
+        client.count(&connack_with_receive_maximum(2));
+        client.push_acknowledgement(Acknowledgement::PubAck(7));
+        for qos in [1, 2, 1, 0] {
+            client.publish(command(qos));
+        }
+        client.write_acknowledgements().expect("hand over");
+        // Two unacknowledged at most: the third waits, and the QoS 0 one behind it keeps its
+        // place; the acknowledgement still goes to the request queue.
+        assert_eq!(client.event_loop.pending.len(), 2);
+        assert_eq!(client.publishes.len(), 2);
+        assert_eq!(client.acks_in_queue, 1);
+
+        // The broker acknowledges the first: room for one more.
+        client.count(&Event::Incoming(Packet::PubAck(PubAck::new(1, None))));
+        client.write_acknowledgements().expect("hand over");
+        assert_eq!(
+            client.event_loop.pending.len(),
+            4,
+            "the QoS 1 and then the QoS 0"
+        );
+        assert!(client.publishes.is_empty());
+        assert_eq!(client.unacknowledged, 2);
+
+        // A broken session forgets what it counted.
+        client.forget_acknowledgements();
+        assert_eq!(client.unacknowledged, 0);
+    }
 
     #[test]
     fn a_message_carries_its_user_properties_and_retain_flag() {
