@@ -612,3 +612,81 @@ async fn a_command_goes_out_while_a_flood_waits_for_the_database() {
     wait_for_command(&service, id, "delivered", Duration::from_secs(60)).await;
     assert_eq!(device.copies("downlink/relay").len(), 1, "one copy");
 }
+
+/// A device can answer before the connection task reads the broker's PUBACK: the command is
+/// confirmed first, and the acknowledgement read afterwards still stamps its delivered time
+/// without moving it back.
+#[tokio::test]
+async fn a_command_confirmed_before_its_acknowledgement_still_gets_its_delivered_time() {
+    use chrono::{Duration as TimeSpan, Utc};
+    use mqtt_supervisor::downlink::{transition, CommandStatus};
+    use mqtt_supervisor::entity::device_command;
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let database = TestDatabase::new().await;
+    // The service migrates the database; its connection stays switched off.
+    let _service = Service::start(&database);
+    let db = database.connect().await;
+    let site = seed_test_site(&db, 1, false, None, &[]).await;
+    let sent_at = Utc::now();
+    let command = device_command::ActiveModel {
+        site_id: Set(site.site_id),
+        topic: Set("relayctl/gw-1/relay/1/set".into()),
+        payload: Set(b"on".to_vec()),
+        qos: Set(1),
+        retain: Set(false),
+        status: Set(CommandStatus::Sent.as_str().into()),
+        error: Set(None),
+        template: Set(None),
+        idempotency_key: Set(None),
+        created_at: Set(sent_at),
+        expires_at: Set(sent_at + TimeSpan::minutes(5)),
+        sent_at: Set(Some(sent_at)),
+        delivered_at: Set(None),
+        confirmed_at: Set(None),
+        confirm_rule: Set(None),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .expect("store a sent command");
+
+    let confirmed_at = sent_at + TimeSpan::milliseconds(5);
+    let confirmed = transition(
+        &db,
+        command.id,
+        CommandStatus::Confirmed,
+        None,
+        confirmed_at,
+    )
+    .await
+    .expect("confirm");
+    assert!(confirmed.is_some(), "sent → confirmed");
+    let acknowledged_at = sent_at + TimeSpan::milliseconds(9);
+    let moved = transition(
+        &db,
+        command.id,
+        CommandStatus::Delivered,
+        None,
+        acknowledged_at,
+    )
+    .await
+    .expect("acknowledge");
+    assert!(moved.is_none(), "confirmed is further on than delivered");
+    let again = sent_at + TimeSpan::milliseconds(20);
+    transition(&db, command.id, CommandStatus::Delivered, None, again)
+        .await
+        .expect("a second acknowledgement");
+
+    let stored = device_command::Entity::find_by_id(command.id)
+        .one(&db)
+        .await
+        .expect("read")
+        .expect("the command");
+    assert_eq!(stored.status, "confirmed");
+    let delivered = stored.delivered_at.expect("a delivered time");
+    assert!(
+        (delivered - acknowledged_at).num_milliseconds().abs() <= 1,
+        "the first acknowledgement's time: {delivered} against {acknowledged_at}"
+    );
+    assert!(stored.confirmed_at.is_some());
+}

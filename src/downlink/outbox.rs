@@ -135,9 +135,29 @@ pub async fn transition(
     }
     let result = update.exec(db).await?;
     if result.rows_affected == 0 {
+        if to == CommandStatus::Delivered {
+            stamp_late_delivery(db, id, at).await?;
+        }
         return Ok(None);
     }
     device_command::Entity::find_by_id(id).one(db).await
+}
+
+/// A device can reply before the broker's acknowledgement of the command is read, so the command
+/// is `confirmed` before it is `delivered`: it stays confirmed and still gets its delivered time.
+async fn stamp_late_delivery(
+    db: &DatabaseConnection,
+    id: i32,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    device_command::Entity::update_many()
+        .col_expr(device_command::Column::DeliveredAt, Expr::value(at))
+        .filter(device_command::Column::Id.eq(id))
+        .filter(device_command::Column::Status.eq(CommandStatus::Confirmed.as_str()))
+        .filter(device_command::Column::DeliveredAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Marks every queued command whose time ran out as `expired` and returns them.
