@@ -80,16 +80,10 @@ after(async () => {
 test('sign in, watch live values and what the connection receives, read the device history, send a command, stop and start the connection, replay a parsing error', { timeout: 120_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
-  await page.goto(baseUrl);
-
-  // The API needs a token: the page asks for it.
-  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
-  await page.fill('#token-input', token);
-  await page.click('#token-submit');
-
+  // The API needs a token: the page asks for it, then shows the demo site connected.
+  await signIn(page, token);
   const site = page.locator('li[data-site-id]').first();
   const label = site.locator('.status-label');
-  await assertText(label, 'connected', 20_000);
 
   // Live values arrive over the WebSocket and change without a reload.
   const values = page.locator('tr[data-sensor-id] .sensor-value');
@@ -97,7 +91,7 @@ test('sign in, watch live values and what the connection receives, read the devi
   const before = (await values.allTextContents()).join('|');
   await waitUntil(async () => (await values.allTextContents()).join('|') !== before, 20_000, 'a sensor value to change');
   // SCREENSHOT=docs/devices.png refreshes the README's picture; otherwise it goes to a temp dir.
-  await page.screenshot({ path: process.env.SCREENSHOT ? resolve(root, process.env.SCREENSHOT) : join(tmpdir(), 'mqtt-supervisor-devices.png') });
+  await page.screenshot({ path: screenshotPath('SCREENSHOT', 'mqtt-supervisor-devices.png') });
 
   // What the connection receives: granted subscriptions, a recent message, the instance running it.
   await page.locator('#subscriptions li[data-state="granted"]').first().waitFor({ timeout: 15_000 });
@@ -176,12 +170,8 @@ test('a relay switch sends set_relay and shows it pending, then confirmed by the
 test('the read token watches without the controls that change things', { timeout: 60_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
-  await page.goto(baseUrl);
-  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
-  await page.fill('#token-input', readToken);
-  await page.click('#token-submit');
+  await signIn(page, readToken);
   const site = page.locator('li[data-site-id]').first();
-  await assertText(site.locator('.status-label'), 'connected', 20_000);
   await page.locator('tr[data-sensor-id] .sensor-value').first().waitFor({ timeout: 20_000 });
   await waitUntil(async () => page.locator('#access-badge').isVisible(), 10_000, 'the read-only badge');
   assert.equal(await site.locator('.site-action').isVisible(), false, 'no Start/Stop with the read token');
@@ -478,10 +468,7 @@ test('a device known only from a retained message shows as not seen live until i
 
     const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
     page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
-    await page.goto(baseUrl);
-    await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
-    await page.fill('#token-input', token);
-    await page.click('#token-submit');
+    await signIn(page, token);
     await page.locator(`li[data-site-id="${siteId}"] .site-select`).click();
     const gateway = page.locator('section.gateway[data-gateway="gw-ret"]');
     const mark = gateway.locator('.gateway-head .online-mark');
@@ -511,10 +498,7 @@ test('a sensor\'s chart: the last hour in no more points than pixels, the API\'s
   // A zone other than UTC, so local times and their UTC form differ.
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 }, timezoneId: 'Europe/Berlin' });
   page.on('pageerror', (error) => { output += `\n[page error] ${error.message}`; });
-  await page.goto(baseUrl);
-  await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
-  await page.fill('#token-input', token);
-  await page.click('#token-submit');
+  await signIn(page, token);
   const row = page.locator('tr[data-sensor-id][data-sensor-name="temperature"]').first();
   await row.waitFor({ timeout: 20_000 });
   const sensorId = await row.getAttribute('data-sensor-id');
@@ -589,7 +573,7 @@ test('a sensor\'s chart: the last hour in no more points than pixels, the API\'s
   assert.match(await tooltip.textContent(), /UTC/);
   assert.match(await dialog.locator('#chart-help').textContent(), /Times in Europe\/Berlin/);
   // SCREENSHOT_CHART=docs/chart.png refreshes the README's picture of the chart.
-  await dialog.screenshot({ path: process.env.SCREENSHOT_CHART ? resolve(root, process.env.SCREENSHOT_CHART) : join(tmpdir(), 'mqtt-supervisor-chart.png') });
+  await dialog.screenshot({ path: screenshotPath('SCREENSHOT_CHART', 'mqtt-supervisor-chart.png') });
 
   // The keys read the points: End is the newest.
   await plot.focus();

@@ -91,15 +91,19 @@ export function truncate(text, max) {
   return text.length > max ? text.slice(0, max - 1) + '…' : text;
 }
 
+/** The UTC form of a time (epoch ms), for the hover title beside a local time. */
+export function utcText(ms) {
+  return `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
 /** A <time> showing `value` in the browser's zone, with the UTC time on hover. */
 export function localTimeEl(value) {
   const ms = parseTs(value);
   if (!Number.isFinite(ms)) return h('span', { text: '—' });
-  const iso = new Date(ms).toISOString();
   return h('time', {
     class: 'local-time',
-    datetime: iso,
-    title: `${iso.slice(0, 19).replace('T', ' ')} UTC`,
+    datetime: new Date(ms).toISOString(),
+    title: utcText(ms),
     text: new Date(ms).toLocaleString(),
   });
 }

@@ -5,7 +5,7 @@
 
 import { $, h, svg, debounce } from './dom.js';
 import { api, errorText } from './api.js';
-import { formatValue } from './format.js';
+import { formatValue, utcText } from './format.js';
 import { state } from './state.js';
 
 const SECOND = 1000;
@@ -44,11 +44,6 @@ const chart = {
   cursor: -1,         // index of the point shown under the cursor
   drag: null,
 };
-
-/** The UTC form of a time, for titles next to the local one. */
-function utcText(ms) {
-  return `${new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} UTC`;
-}
 
 function durationText(secs) {
   const units = [['d', 86400], ['h', 3600], ['min', 60], ['s', 1]];

@@ -173,11 +173,9 @@ impl Client {
     /// polling the client (then waiting acknowledgements, as `write_acknowledgements`).
     pub async fn write_publishes_now(&mut self) -> Result<(), RequestError> {
         match self {
-            Client::V3_1_1(client) => client
-                .write_acknowledgements()
-                .await
-                .map_err(|error| RequestError(error.to_string())),
             Client::V5(client) => client.write_publishes_now().await,
+            // The 3.1.1 client writes to the socket itself, polled or not.
+            Client::V3_1_1(_) => self.write_acknowledgements().await,
         }
     }
 
